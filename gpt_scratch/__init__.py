@@ -1,0 +1,42 @@
+"""gpt_scratch: the GPT of "Build a Large Language Model (From Scratch)" as a Hugging Face transformers model.
+
+Importing the package registers ``gpt_scratch`` with the Auto classes (AutoConfig, AutoModel,
+AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer), and marks the classes so that
+``save_pretrained`` ships their code for ``trust_remote_code`` loading.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+)
+
+from .configuration_gpt_scratch import PRESETS, GPTScratchConfig
+from .modeling_gpt_scratch import (
+    GPTScratchForCausalLM,
+    GPTScratchForSequenceClassification,
+    GPTScratchModel,
+    GPTScratchPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+AutoConfig.register(GPTScratchConfig.model_type, GPTScratchConfig, exist_ok=True)
+AutoModel.register(GPTScratchConfig, GPTScratchModel, exist_ok=True)
+AutoModelForCausalLM.register(GPTScratchConfig, GPTScratchForCausalLM, exist_ok=True)
+AutoModelForSequenceClassification.register(GPTScratchConfig, GPTScratchForSequenceClassification, exist_ok=True)
+
+GPTScratchConfig.register_for_auto_class()
+GPTScratchModel.register_for_auto_class("AutoModel")
+GPTScratchForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+GPTScratchForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+__all__ = [
+    "PRESETS",
+    "GPTScratchConfig",
+    "GPTScratchPreTrainedModel",
+    "GPTScratchModel",
+    "GPTScratchForCausalLM",
+    "GPTScratchForSequenceClassification",
+]
