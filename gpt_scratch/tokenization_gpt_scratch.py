@@ -1,0 +1,434 @@
+"""GPTScratchTokenizer: GPT-2's byte-pair encoding (tiktoken's ``gpt2``) as a transformers tokenizer.
+
+Chapter 2 of the book encodes text with ``tiktoken.get_encoding("gpt2")``. This class keeps tiktoken doing
+the work and adds the transformers surface around it: ``tok(batch, padding=True, return_tensors="pt")``,
+``decode``/``batch_decode``, ``save_pretrained``/``from_pretrained`` and ``AutoTokenizer``.
+
+Where the vocabulary comes from:
+- ``GPTScratchTokenizer()``: tiktoken's own ``gpt2`` files, downloaded once into its cache
+  (``TIKTOKEN_CACHE_DIR`` is honoured). Offline with no cache it raises ``GPT2VocabularyNotFoundError``.
+- ``GPTScratchTokenizer.from_pretrained(folder)`` / ``GPTScratchTokenizer(vocab_file=..., merges_file=...)``:
+  GPT-2's ``vocab.json`` + ``merges.txt`` (what ``save_pretrained`` writes), read locally, no network.
+
+This file imports only the standard library, tiktoken and transformers: ``save_pretrained`` copies it into the
+saved folder so that ``AutoTokenizer.from_pretrained(folder, trust_remote_code=True)`` works without gpt_scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import tempfile
+from functools import lru_cache
+from typing import Any
+
+import tiktoken
+import tiktoken.registry
+from transformers.tokenization_python import PythonBackend
+from transformers.tokenization_utils_base import BatchEncoding, PaddingStrategy, TruncationStrategy
+
+VOCAB_FILES_NAMES = {"vocab_file": "vocab.json", "merges_file": "merges.txt"}
+ENDOFTEXT = "<|endoftext|>"
+ENDOFTEXT_ID = 50256
+
+# GPT-2's pre-tokenisation regex, as tiktoken writes it (equivalent to the original, faster).
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+
+# The two files tiktoken downloads for "gpt2"; it caches each under the sha1 of its address.
+TIKTOKEN_GPT2_URLS = {
+    "encoder.json (= vocab.json)": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+    "vocab.bpe (= merges.txt)": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+}
+TIKTOKEN_HOST = "openaipublic.blob.core.windows.net"
+
+
+class GPT2VocabularyNotFoundError(RuntimeError):
+    """GPT-2's BPE files are neither in tiktoken's cache nor downloadable (offline), nor given as files."""
+
+
+@lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from the 256 byte values to printable characters (how vocab.json and merges.txt spell bytes)."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars = printable[:]
+    n = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + n)
+            n += 1
+    return dict(zip(printable, map(chr, chars), strict=True))
+
+
+def _tiktoken_cache_dir() -> str:
+    """The folder tiktoken caches downloads in (same rule as ``tiktoken.load.read_file_cached``)."""
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        return os.environ["TIKTOKEN_CACHE_DIR"]
+    if "DATA_GYM_CACHE_DIR" in os.environ:
+        return os.environ["DATA_GYM_CACHE_DIR"]
+    return os.path.join(tempfile.gettempdir(), "data-gym-cache")
+
+
+def _is_offline() -> bool:
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return any(flag.strip().lower() in {"1", "true", "yes", "on"} for flag in flags)
+
+
+def _can_reach(host: str, timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _vocabulary_not_found(cache_dir: str, missing: list[str], reason: str) -> GPT2VocabularyNotFoundError:
+    cached_names = "\n".join(
+        f"    {hashlib.sha1(url.encode()).hexdigest()}  <- {name}, from {url}"
+        for name, url in TIKTOKEN_GPT2_URLS.items()
+    )
+    return GPT2VocabularyNotFoundError(
+        f"GPT-2's BPE vocabulary is not available: tiktoken's cache folder {cache_dir!r} lacks {', '.join(missing)} "
+        f"and {reason}.\nProvide it in one of these ways:\n"
+        f"  1. set TIKTOKEN_CACHE_DIR to a folder holding tiktoken's two cached files:\n{cached_names}\n"
+        "  2. load from a folder with GPT-2's vocab.json + merges.txt (e.g. one written by save_pretrained):\n"
+        "     GPTScratchTokenizer.from_pretrained(folder) or GPTScratchTokenizer(vocab_file=..., merges_file=...)\n"
+        "  3. run once with network access so tiktoken downloads and caches the files."
+    )
+
+
+def load_tiktoken_gpt2() -> tiktoken.Encoding:
+    """tiktoken's ``gpt2`` encoding, failing fast with a clear error when it is neither cached nor downloadable."""
+    if "gpt2" in tiktoken.registry.ENCODINGS:
+        return tiktoken.registry.ENCODINGS["gpt2"]
+    cache_dir = _tiktoken_cache_dir()
+    missing = [
+        name
+        for name, url in TIKTOKEN_GPT2_URLS.items()
+        if not cache_dir
+        or not os.path.exists(os.path.join(cache_dir, hashlib.sha1(url.encode()).hexdigest()))
+    ]
+    if missing and _is_offline():
+        raise _vocabulary_not_found(
+            cache_dir, missing, "offline mode is on (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)"
+        )
+    if missing and not _can_reach(TIKTOKEN_HOST):
+        raise _vocabulary_not_found(cache_dir, missing, f"{TIKTOKEN_HOST} cannot be reached to download them")
+    try:
+        return tiktoken.get_encoding("gpt2")
+    except (
+        OSError,
+        ValueError,
+    ) as error:  # requests' network errors are OSErrors; a bad download a ValueError
+        raise _vocabulary_not_found(
+            cache_dir, missing or ["a valid copy"], f"loading them failed ({error})"
+        ) from error
+
+
+def encoding_from_files(vocab_file: str, merges_file: str) -> tiktoken.Encoding:
+    """Build tiktoken's GPT-2 encoding from Hugging Face-style ``vocab.json`` + ``merges.txt``, offline."""
+    byte_decoder = {char: byte for byte, char in bytes_to_unicode().items()}
+    with open(vocab_file, encoding="utf-8") as f:
+        vocab: dict[str, int] = json.load(f)
+    if vocab.get(ENDOFTEXT) != ENDOFTEXT_ID:
+        raise ValueError(
+            f"{vocab_file}: expected GPT-2's {ENDOFTEXT!r} at id {ENDOFTEXT_ID}, got {vocab.get(ENDOFTEXT)}"
+        )
+    try:
+        ranks = {bytes(byte_decoder[c] for c in token): i for token, i in vocab.items() if token != ENDOFTEXT}
+    except KeyError as error:
+        raise ValueError(f"{vocab_file}: token with character {error} is not GPT-2 byte-level BPE") from None
+
+    # tiktoken merges by rank, so GPT-2's ids must be the merge order: merge line n creates id 256 + n.
+    with open(merges_file, encoding="utf-8") as f:
+        lines = [line for line in f.read().split("\n") if line and not line.startswith("#version")]
+    if len(ranks) != 256 + len(lines):
+        raise ValueError(
+            f"{vocab_file} has {len(ranks)} BPE tokens but {merges_file} has {len(lines)} merges (+256 bytes)"
+        )
+    for n, line in enumerate(lines):
+        first, second = line.split(" ")
+        merged = bytes(byte_decoder[c] for c in first + second)
+        if ranks.get(merged) != 256 + n:
+            raise ValueError(f"{merges_file}: merge {n + 1} {line!r} is not id {256 + n} in {vocab_file}")
+    return tiktoken.Encoding(
+        "gpt2-from-files",
+        pat_str=GPT2_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens={ENDOFTEXT: ENDOFTEXT_ID},
+    )
+
+
+class GPTScratchTokenizer(PythonBackend):
+    """GPT-2's tokenizer with tiktoken doing the encoding and decoding.
+
+    Ids equal tiktoken's ``gpt2`` (with ``<|endoftext|>`` allowed) and transformers' ``GPT2TokenizerFast``.
+    ``<|endoftext|>`` is the end-of-text, beginning-of-text, unknown and (by default, as the book pads with
+    50256) padding token.
+
+    Args:
+        vocab_file: GPT-2's ``vocab.json``; with ``merges_file``, the vocabulary is read from these files.
+            Without them, tiktoken's own ``gpt2`` download/cache is used.
+        merges_file: GPT-2's ``merges.txt``.
+        errors: how to decode bytes that are not valid UTF-8 (``bytes.decode``'s ``errors``).
+    """
+
+    vocab_files_names = VOCAB_FILES_NAMES
+    model_input_names = ["input_ids", "attention_mask"]
+    padding_side = "right"
+
+    def __init__(
+        self,
+        vocab_file: str | None = None,
+        merges_file: str | None = None,
+        errors: str = "replace",
+        unk_token: str = ENDOFTEXT,
+        bos_token: str = ENDOFTEXT,
+        eos_token: str = ENDOFTEXT,
+        pad_token: str | None = ENDOFTEXT,
+        model_max_length: int = 1024,
+        clean_up_tokenization_spaces: bool = False,
+        **kwargs: Any,
+    ):
+        if (vocab_file is None) != (merges_file is None):
+            raise ValueError("give both vocab_file (vocab.json) and merges_file (merges.txt), or neither")
+        self.encoding = encoding_from_files(vocab_file, merges_file) if vocab_file else load_tiktoken_gpt2()
+        self.errors = errors
+        byte_encoder = bytes_to_unicode()
+        # id -> GPT-2's printable spelling of the token's bytes ("Ġthe"), as in vocab.json
+        self.decoder_tokens = [""] * self.encoding.n_vocab
+        for token_bytes, i in self.encoding._mergeable_ranks.items():
+            self.decoder_tokens[i] = "".join(byte_encoder[b] for b in token_bytes)
+        self.decoder_tokens[ENDOFTEXT_ID] = ENDOFTEXT
+        self.encoder = {token: i for i, token in enumerate(self.decoder_tokens)}
+        self.byte_decoder = {char: byte for byte, char in byte_encoder.items()}
+        super().__init__(
+            errors=errors,
+            unk_token=unk_token,
+            bos_token=bos_token,
+            eos_token=eos_token,
+            pad_token=pad_token,
+            model_max_length=model_max_length,
+            clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+            **kwargs,
+        )
+
+    # --- vocabulary -----------------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return self.encoding.n_vocab
+
+    def get_vocab(self) -> dict[str, int]:
+        return {**self.encoder, **self._added_tokens_encoder}
+
+    def _convert_token_to_id(self, token: str) -> int:
+        return self.encoder.get(token, self.encoder.get(str(self.unk_token), ENDOFTEXT_ID))
+
+    def _convert_id_to_token(self, index: int) -> str:
+        return self.decoder_tokens[index]
+
+    def _tokenize(self, text: str, **kwargs: Any) -> list[str]:
+        return [self.decoder_tokens[i] for i in self.encoding.encode_ordinary(text)]
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        added = self._added_tokens_encoder
+        data = b"".join(
+            token.encode("utf-8") if token in added else bytes(self.byte_decoder[c] for c in token)
+            for token in tokens
+        )
+        return data.decode("utf-8", errors=self.errors)
+
+    # --- encoding: tiktoken does the work, transformers' generic path only for what tiktoken cannot do ---------
+
+    def _encoder_for(self, split_special_tokens: bool):
+        """A function text -> ids that matches what ``tokenize`` + ``convert_tokens_to_ids`` would give."""
+        if split_special_tokens:
+            return self.encoding.encode_ordinary
+        if self._added_tokens_encoder.keys() == {ENDOFTEXT}:
+            core_encode, allowed = self.encoding._core_bpe.encode, {ENDOFTEXT}
+
+            def encode(text: str) -> list[int]:
+                try:
+                    return core_encode(text, allowed)
+                except UnicodeEncodeError:  # lone surrogates: let tiktoken replace them, as it does
+                    return self.encoding.encode(text, allowed_special=allowed)
+
+            return encode
+        # Tokens added by the user: split on them with transformers' trie (handles lstrip/rstrip/single_word).
+        return lambda text: self.convert_tokens_to_ids(self.tokenize(text))
+
+    def _encode_plus(
+        self,
+        text: Any,
+        text_pair: Any = None,
+        add_special_tokens: bool = True,
+        padding_strategy: PaddingStrategy = PaddingStrategy.DO_NOT_PAD,
+        truncation_strategy: TruncationStrategy = TruncationStrategy.DO_NOT_TRUNCATE,
+        max_length: int | None = None,
+        stride: int = 0,
+        is_split_into_words: bool = False,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: Any = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        split_special_tokens: bool | None = None,
+        **kwargs: Any,
+    ) -> BatchEncoding:
+        if kwargs.pop("return_offsets_mapping", False):
+            raise NotImplementedError(
+                "return_offsets_mapping is not available with GPTScratchTokenizer; use transformers' GPT2TokenizerFast"
+            )
+        split_special_tokens = (
+            self.split_special_tokens if split_special_tokens is None else split_special_tokens
+        )
+        batched = isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text)
+        simple = (
+            (isinstance(text, str) or batched)
+            and text_pair is None
+            and not is_split_into_words
+            and not return_overflowing_tokens
+            and not return_special_tokens_mask
+            and not return_token_type_ids
+            and not (add_special_tokens and self.special_tokens_pattern not in (None, "none"))
+            and not kwargs
+        )
+        if not simple:  # pairs, pre-split words, overflow windows...: transformers' generic path
+            return super()._encode_plus(
+                text=text,
+                text_pair=text_pair,
+                add_special_tokens=add_special_tokens,
+                padding_strategy=padding_strategy,
+                truncation_strategy=truncation_strategy,
+                max_length=max_length,
+                stride=stride,
+                is_split_into_words=is_split_into_words,
+                pad_to_multiple_of=pad_to_multiple_of,
+                padding_side=padding_side,
+                return_tensors=return_tensors,
+                return_token_type_ids=return_token_type_ids,
+                return_attention_mask=return_attention_mask,
+                return_overflowing_tokens=return_overflowing_tokens,
+                return_special_tokens_mask=return_special_tokens_mask,
+                return_length=return_length,
+                verbose=verbose,
+                split_special_tokens=split_special_tokens,
+                **kwargs,
+            )
+
+        # One text or a batch: a plain loop over tiktoken (faster here than its thread-pool batch encoder).
+        encode = self._encoder_for(split_special_tokens)
+        input_ids = [encode(t) for t in text] if batched else [encode(text)]
+        if truncation_strategy != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None:
+            if self.truncation_side == "left":
+                input_ids = [ids[-max_length:] if len(ids) > max_length else ids for ids in input_ids]
+            else:
+                input_ids = [ids[:max_length] for ids in input_ids]
+        if verbose and input_ids:
+            self._eventual_warn_about_too_long_sequence(max(input_ids, key=len), max_length, verbose)
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+
+        if padding_strategy == PaddingStrategy.DO_NOT_PAD:
+            outputs: dict[str, Any] = {"input_ids": input_ids}
+            if return_attention_mask:
+                outputs["attention_mask"] = [[1] * len(ids) for ids in input_ids]
+        else:
+            outputs = self.pad(
+                {"input_ids": input_ids},
+                padding=padding_strategy.value,
+                max_length=max_length,
+                pad_to_multiple_of=pad_to_multiple_of,
+                padding_side=padding_side,
+                return_attention_mask=return_attention_mask,
+            ).data
+        if return_length:
+            outputs["length"] = [len(ids) for ids in outputs["input_ids"]]
+        if not batched:
+            outputs = {key: value[0] for key, value in outputs.items()}
+        return BatchEncoding(outputs, tensor_type=return_tensors, prepend_batch_axis=not batched)
+
+    # --- decoding -------------------------------------------------------------------------------------------
+
+    def _decode(
+        self,
+        token_ids: int | list[int],
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
+    ) -> str:
+        ids = [token_ids] if isinstance(token_ids, int) else list(token_ids)
+        if skip_special_tokens:
+            special = set(self.all_special_ids)
+            ids = [i for i in ids if i not in special]
+        if not ids or (min(ids) >= 0 and max(ids) < self.encoding.n_vocab):
+            text = self.encoding.decode_bytes(ids).decode("utf-8", errors=self.errors)
+        else:  # ids of user-added tokens (unknown ids raise IndexError in convert_ids_to_tokens)
+            text = self.convert_tokens_to_string(self.convert_ids_to_tokens(ids))
+        if clean_up_tokenization_spaces is None:
+            clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
+        if clean_up_tokenization_spaces:
+            text = self.clean_up_tokenization(text)
+        return text
+
+    # --- saving ---------------------------------------------------------------------------------------------
+
+    def bpe_merges(self) -> list[tuple[str, str]]:
+        """GPT-2's merge list, recovered from the ranks: the last merge BPE makes on each token's own bytes."""
+        ranks = self.encoding._mergeable_ranks
+        byte_encoder = bytes_to_unicode()
+        merges: list[tuple[str, str]] = [("", "")] * (len(ranks) - 256)
+        for token, rank in ranks.items():
+            if rank < 256:
+                continue
+            parts = [token[i : i + 1] for i in range(len(token))]
+            # Replay BPE on the token's bytes with only older merges: the two parts left are its merge.
+            while len(parts) > 2:
+                pair_ranks = [ranks.get(a + b, rank) for a, b in zip(parts, parts[1:], strict=False)]
+                best = min(range(len(pair_ranks)), key=pair_ranks.__getitem__)
+                if pair_ranks[best] >= rank:
+                    raise ValueError(f"token {token!r} (id {rank}) cannot be built from earlier merges")
+                parts[best : best + 2] = [parts[best] + parts[best + 1]]
+            first, second = ("".join(byte_encoder[b] for b in p) for p in parts)
+            merges[rank - 256] = (first, second)
+        return merges
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
+        """Write GPT-2's ``vocab.json`` and ``merges.txt``, the files transformers' GPT-2 tokenizer reads."""
+        if not os.path.isdir(save_directory):
+            raise NotADirectoryError(f"save_vocabulary needs a folder, got {save_directory}")
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        vocab_file = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["vocab_file"])
+        merges_file = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["merges_file"])
+        with open(vocab_file, "w", encoding="utf-8") as f:
+            json.dump(self.encoder, f, ensure_ascii=False)
+        with open(merges_file, "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self.bpe_merges()))
+        return vocab_file, merges_file
+
+
+def register_auto_tokenizer(config_class: type | None = None) -> None:
+    """Make ``AutoTokenizer`` pick GPTScratchTokenizer for GPTScratchConfig (model_type ``gpt_scratch``) in-process."""
+    from transformers import AutoTokenizer
+
+    if (
+        config_class is None
+    ):  # imported by name so that this file stays loadable on its own (trust_remote_code)
+        import importlib
+
+        config_class = importlib.import_module("gpt_scratch.configuration_gpt_scratch").GPTScratchConfig
+    AutoTokenizer.register(config_class, tokenizer_class=GPTScratchTokenizer, exist_ok=True)
+
+
+__all__ = ["GPTScratchTokenizer", "GPT2VocabularyNotFoundError", "register_auto_tokenizer"]
