@@ -25,7 +25,9 @@ __version__ = "0.1.0"
 AutoConfig.register(GPTScratchConfig.model_type, GPTScratchConfig, exist_ok=True)
 AutoModel.register(GPTScratchConfig, GPTScratchModel, exist_ok=True)
 AutoModelForCausalLM.register(GPTScratchConfig, GPTScratchForCausalLM, exist_ok=True)
-AutoModelForSequenceClassification.register(GPTScratchConfig, GPTScratchForSequenceClassification, exist_ok=True)
+AutoModelForSequenceClassification.register(
+    GPTScratchConfig, GPTScratchForSequenceClassification, exist_ok=True
+)
 
 GPTScratchConfig.register_for_auto_class()
 GPTScratchModel.register_for_auto_class("AutoModel")

@@ -54,6 +54,7 @@ class FeedForward(nn.Module):
     def __init__(self, emb_dim: int):
         super().__init__()
         self.layers = nn.Sequential(nn.Linear(emb_dim, 4 * emb_dim), GELU(), nn.Linear(4 * emb_dim, emb_dim))
+        self.layers[2].writes_residual = True  # GPT-2 initialises it with a smaller std (see _init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -67,7 +68,15 @@ class MultiHeadAttention(nn.Module):
     (``is_causal``) or, for a single new token, everything in the cache.
     """
 
-    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False):
+    def __init__(
+        self,
+        d_in: int,
+        d_out: int,
+        context_length: int,
+        dropout: float,
+        num_heads: int,
+        qkv_bias: bool = False,
+    ):
         super().__init__()
         assert d_out % num_heads == 0, "d_out must be divisible by num_heads"
         self.num_heads = num_heads
@@ -75,6 +84,7 @@ class MultiHeadAttention(nn.Module):
         self.context_length = context_length
         self.qkv = nn.Linear(d_in, 3 * d_out, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)
+        self.out_proj.writes_residual = True  # GPT-2 initialises it with a smaller std (see _init_weights)
         self.dropout = nn.Dropout(dropout)
 
     def forward(
@@ -87,13 +97,17 @@ class MultiHeadAttention(nn.Module):
         use_sdpa: bool = True,
     ) -> torch.Tensor:
         b, num_tokens, d_in = x.shape
-        q, k, v = self.qkv(x).view(b, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, nh, T, hd)
+        q, k, v = (
+            self.qkv(x).view(b, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        )  # (B, nh, T, hd)
         if cache is not None:
             k, v = cache.update(k, v, layer_idx)  # (B, nh, S, hd): the past and the new tokens
         is_causal = is_causal and attn_mask is None and num_tokens > 1
         dropout_p = self.dropout.p if self.training else 0.0
         if use_sdpa:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
+            context = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
+            )
         else:  # the book's explicit computation
             attn_scores = q @ k.transpose(2, 3)  # (B, nh, T, S)
             if is_causal:
@@ -133,7 +147,9 @@ def build_attention_mask(
     that can see nothing (left padding) is allowed everything: its output is never used, and SDPA needs no NaN.
     """
     if attention_mask is not None and attention_mask.dim() == 4:  # already (B, 1, T, S), e.g. from generate()
-        return attention_mask if attention_mask.dtype == torch.bool else attention_mask == 0  # additive: 0 = attend
+        return (
+            attention_mask if attention_mask.dtype == torch.bool else attention_mask == 0
+        )  # additive: 0 = attend
     has_padding = attention_mask is not None and not bool(attention_mask.all())
     if not has_padding and kv_length == past_length + num_tokens and (past_length == 0 or num_tokens == 1):
         return None
@@ -161,7 +177,11 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            init.normal_(module.weight, mean=0.0, std=std)
+            # GPT-2: the projections that write into the residual stream are scaled by 1/sqrt(2 * n_layers).
+            residual_scale = (
+                math.sqrt(2 * self.config.n_layers) if getattr(module, "writes_residual", False) else 1.0
+            )
+            init.normal_(module.weight, mean=0.0, std=std / residual_scale)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
@@ -169,10 +189,6 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
         elif isinstance(module, LayerNorm):
             init.ones_(module.scale)
             init.zeros_(module.shift)
-        # GPT-2: the projections that write into the residual stream are scaled by 1/sqrt(2 * n_layers).
-        if isinstance(module, MultiHeadAttention | FeedForward):
-            proj = module.out_proj if isinstance(module, MultiHeadAttention) else module.layers[2]
-            init.normal_(proj.weight, mean=0.0, std=std / math.sqrt(2 * self.config.n_layers))
 
 
 class GPTScratchModel(GPTScratchPreTrainedModel):
@@ -237,7 +253,9 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         for layer_idx, block in enumerate(self.trf_blocks):
             if output_hidden_states:
                 all_hidden_states += (x,)
-            x = block(x, attn_mask, is_causal=past_length == 0, cache=cache, layer_idx=layer_idx, use_sdpa=use_sdpa)
+            x = block(
+                x, attn_mask, is_causal=past_length == 0, cache=cache, layer_idx=layer_idx, use_sdpa=use_sdpa
+            )
         x = self.final_norm(x)
         if output_hidden_states:
             all_hidden_states += (x,)
@@ -285,7 +303,9 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
+                logits[:, :-1].flatten(0, 1).float(),
+                labels[:, 1:].flatten().to(logits.device),
+                ignore_index=-100,
             )
         output = CausalLMOutputWithPast(
             loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
@@ -299,22 +319,10 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         if not folder.is_dir():
             from huggingface_hub import snapshot_download
 
-            folder = Path(snapshot_download(str(source), allow_patterns=["config.json", "*.safetensors", "*.json"]))
-        gpt2 = json.loads((folder / "config.json").read_text())
-        config = GPTScratchConfig(
-            vocab_size=gpt2["vocab_size"],
-            context_length=gpt2.get("n_positions", 1024),
-            emb_dim=gpt2["n_embd"],
-            n_heads=gpt2["n_head"],
-            n_layers=gpt2["n_layer"],
-            drop_rate=gpt2.get("resid_pdrop", 0.1),
-            qkv_bias=True,
-            layer_norm_eps=gpt2.get("layer_norm_epsilon", 1e-5),
-            tie_word_embeddings=gpt2.get("tie_word_embeddings", True),
-            **config_overrides,
-        )
-        shape = {k: getattr(config, k) for k in ("emb_dim", "n_layers", "n_heads")}
-        config.preset = next((name for name, p in PRESETS.items() if p["qkv_bias"] and shape.items() <= p.items()), None)
+            folder = Path(
+                snapshot_download(str(source), allow_patterns=["config.json", "*.safetensors", "*.json"])
+            )
+        config = gpt2_config_to_scratch(json.loads((folder / "config.json").read_text()), **config_overrides)
         model = cls(config)
         model.load_state_dict(gpt2_to_scratch_state_dict(_read_tensors(folder), config), strict=True)
         model.tie_weights()
@@ -335,7 +343,30 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         Path(folder).mkdir(parents=True, exist_ok=True)
         gpt2_config.save_pretrained(folder)
         tensors = scratch_to_gpt2_state_dict(self.state_dict(), c)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(Path(folder) / "model.safetensors"), {"format": "pt"})
+        save_file(
+            {k: v.contiguous() for k, v in tensors.items()},
+            str(Path(folder) / "model.safetensors"),
+            {"format": "pt"},
+        )
+
+
+def gpt2_config_to_scratch(gpt2: dict, **overrides) -> GPTScratchConfig:
+    """Our configuration for a GPT-2 ``config.json``; ``preset`` names the matching size (gpt2-small, ...) if any."""
+    config = GPTScratchConfig(
+        vocab_size=gpt2["vocab_size"],
+        context_length=gpt2.get("n_positions", 1024),
+        emb_dim=gpt2["n_embd"],
+        n_heads=gpt2["n_head"],
+        n_layers=gpt2["n_layer"],
+        drop_rate=gpt2.get("resid_pdrop", 0.1),
+        qkv_bias=True,
+        layer_norm_eps=gpt2.get("layer_norm_epsilon", 1e-5),
+        tie_word_embeddings=gpt2.get("tie_word_embeddings", True),
+        **overrides,
+    )
+    shape = {k: getattr(config, k) for k in ("emb_dim", "n_layers", "n_heads", "qkv_bias")}
+    config.preset = next((name for name, p in PRESETS.items() if shape.items() <= p.items()), None)
+    return config
 
 
 def _gpt2_names(n_layers: int) -> list[tuple[str, str, bool]]:
@@ -355,9 +386,15 @@ def _gpt2_names(n_layers: int) -> list[tuple[str, str, bool]]:
     return names
 
 
-def gpt2_to_scratch_state_dict(gpt2: dict[str, torch.Tensor], config: GPTScratchConfig) -> dict[str, torch.Tensor]:
+def gpt2_to_scratch_state_dict(
+    gpt2: dict[str, torch.Tensor], config: GPTScratchConfig
+) -> dict[str, torch.Tensor]:
     """Map a GPT-2 state dict onto ours; any missing, extra or misshapen tensor is listed in one ValueError."""
-    gpt2 = {k.removeprefix("module."): v for k, v in gpt2.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+    gpt2 = {
+        k.removeprefix("module."): v
+        for k, v in gpt2.items()
+        if not k.endswith((".attn.bias", ".attn.masked_bias"))
+    }
     if not any(k.startswith("transformer.") for k in gpt2):  # a GPT2Model checkpoint (no LM head prefix)
         gpt2 = {f"transformer.{k}": v for k, v in gpt2.items()}
     d, v, t = config.emb_dim, config.vocab_size, config.context_length
@@ -378,7 +415,9 @@ def gpt2_to_scratch_state_dict(gpt2: dict[str, torch.Tensor], config: GPTScratch
         tensor = gpt2[gpt2_name].t() if transposed else gpt2[gpt2_name]
         want = next((s for suffix, s in shapes.items() if our_name.endswith(suffix)), (d,))
         if tuple(tensor.shape) != want:
-            problems.append(f"{gpt2_name}: shape {tuple(gpt2[gpt2_name].shape)} does not fit {our_name} {want}")
+            problems.append(
+                f"{gpt2_name}: shape {tuple(gpt2[gpt2_name].shape)} does not fit {our_name} {want}"
+            )
         ours[our_name] = tensor
     known = {g for g, _, _ in names} | {head[0]}
     problems += [f"unexpected tensor {k}" for k in sorted(gpt2) if k not in known]
@@ -389,7 +428,9 @@ def gpt2_to_scratch_state_dict(gpt2: dict[str, torch.Tensor], config: GPTScratch
     return ours
 
 
-def scratch_to_gpt2_state_dict(ours: dict[str, torch.Tensor], config: GPTScratchConfig) -> dict[str, torch.Tensor]:
+def scratch_to_gpt2_state_dict(
+    ours: dict[str, torch.Tensor], config: GPTScratchConfig
+) -> dict[str, torch.Tensor]:
     """The inverse mapping; a model without q/k/v bias exports zero biases (GPT-2 always has them)."""
     gpt2 = {}
     for gpt2_name, our_name, transposed in _gpt2_names(config.n_layers):
@@ -446,7 +487,9 @@ class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
             last = hidden.shape[1] - 1 - attention_mask.flip(-1).long().argmax(-1)
         else:
             last = torch.full((hidden.shape[0],), hidden.shape[1] - 1, device=hidden.device)
-        logits = self.score(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])  # (B, num_labels)
+        logits = self.score(
+            hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        )  # (B, num_labels)
         loss = None
         if labels is not None:
             labels = labels.to(logits.device)

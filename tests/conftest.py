@@ -28,3 +28,30 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def shared() -> Path:
     return SHARED
+
+
+CLEAN_PYTHON_BOOT = (
+    "import sys; sys.path.extend({site_dirs!r}); "  # site-packages without any .pth (no editable gpt_scratch)
+    "sys.argv = sys.argv[1:]; exec(compile(open(sys.argv[0]).read(), sys.argv[0], 'exec'))"
+)
+
+
+def run_clean_python(script: str, *args: str, cwd: Path, timeout: int = 300):
+    """Run `script` the way a Hub user would: a fresh interpreter where the gpt_scratch package is NOT importable.
+
+    -I ignores PYTHONPATH and the working directory, -S skips the .pth files through which an editable install of
+    the package is found; site-packages itself stays (transformers, torch, tiktoken).
+    """
+    import site
+    import subprocess
+    import sys
+
+    boot = CLEAN_PYTHON_BOOT.format(site_dirs=site.getsitepackages())
+    script_path = Path(cwd) / "_clean_process_script.py"
+    script_path.write_text(script)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(Path(cwd) / "_hf_modules")
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", boot, str(script_path), *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
