@@ -85,9 +85,8 @@ def test_book_chapter2_first_batches(raw_text, tokenizer):
 
 
 def test_book_chapter5_split_and_batches(raw_text, tokenizer, tiktoken_gpt2):
-    data = build_pretraining_datasets(
-        "the-verdict", tokenizer, max_length=256
-    )  # stride = max_length, ratio 0.9
+    # the book's ch. 5 set-up: context 256, stride = max_length, train_ratio 0.9
+    data = build_pretraining_datasets("the-verdict", tokenizer, max_length=256)
     assert isinstance(data, DatasetDict) and list(data) == ["train", "validation"]
     train_loader = make_dataloader(data["train"], batch_size=2, shuffle=True, drop_last=True, seed=123)
     val_loader = make_dataloader(data["validation"], batch_size=2, shuffle=False, drop_last=False)
@@ -211,9 +210,8 @@ def test_tokenization_is_cached(tmp_path, three_files, tokenizer):
     first = build_pretraining_datasets(folder, tokenizer, max_length=64, cache_dir=cache)
     files = sorted(p.name for p in cache.iterdir())
     written = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    assert len(files) == 2 and all(
-        f.startswith("tokens-") and f.endswith(".arrow") for f in files
-    )  # train, val
+    assert len(files) == 2  # train, validation
+    assert all(f.startswith("tokens-") and f.endswith(".arrow") for f in files)
     second = build_pretraining_datasets(folder, tokenizer, max_length=64, cache_dir=cache)
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == written  # read back, not written again
     assert second["train"]["input_ids"] == first["train"]["input_ids"]

@@ -118,9 +118,8 @@ def split_documents(
     if not 0.0 < train_ratio <= 1.0:
         raise ValueError(f"train_ratio must be in (0, 1], got {train_ratio}")
     lengths = pc.utf8_length(_column(documents, text_column)).to_numpy(zero_copy_only=False)
-    starts = np.concatenate(
-        [[0], np.cumsum(lengths + len(separator))]
-    )  # each document's start in the joined text
+    # each document's start in the joined text
+    starts = np.concatenate([[0], np.cumsum(lengths + len(separator))])
     total = int(starts[-1]) - len(separator)
     split_idx = int(train_ratio * total)
     k = int(np.searchsorted(starts, split_idx, side="right")) - 1  # the document (or its separator) cut
@@ -191,9 +190,8 @@ def tokenize_documents(
     )
     column = _column(tokenized, "input_ids")
     ids = np.concatenate([chunk.flatten().to_numpy(zero_copy_only=False) for chunk in column.chunks])
-    return ids[: len(ids) - len(separator_ids)].astype(
-        np.int64, copy=False
-    )  # no separator after the last text
+    ids = ids[: len(ids) - len(separator_ids)]  # no separator after the last text
+    return ids.astype(np.int64, copy=False)
 
 
 def num_windows(num_tokens: int, max_length: int, stride: int) -> int:
