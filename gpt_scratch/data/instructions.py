@@ -156,10 +156,15 @@ def save_responses(
 # Tokenizing, once
 
 
+# Tokenizers that give these the same ids share a cache (tiktoken's gpt2 and GPTScratchTokenizer do)
+_PROBE = (
+    "Hello, do you like tea? In the sunlit terraces of someunknownPlace.\n\n### Response:\n 42 ünïcödé 日本"
+)
+
+
 def _fingerprint(records: list[dict[str, str]], tokenizer: Any) -> str:
-    name = getattr(tokenizer, "name_or_path", None) or getattr(tokenizer, "name", type(tokenizer).__name__)
-    probe = encode_texts(tokenizer, ["Hello, do you like tea? In the sunlit terraces"])[0]
-    payload = json.dumps(["instructions-v1", records, str(name), probe], sort_keys=True).encode("utf-8")
+    probe = encode_texts(tokenizer, [_PROBE])[0]
+    payload = json.dumps(["instructions-v1", records, probe], sort_keys=True).encode("utf-8")
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
