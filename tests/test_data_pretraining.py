@@ -18,6 +18,7 @@ from gpt_scratch.data.pretraining import (
     make_dataloader,
     make_windows,
     split_documents,
+    split_long_text,
     tokenize_documents,
 )
 
@@ -306,3 +307,48 @@ def test_project_tokenizer_gives_the_same_windows(tokenizer):
     reference = build_pretraining_datasets("the-verdict", tokenizer, max_length=256)
     for split in ["train", "validation"]:
         assert ours[split]["input_ids"] == reference[split]["input_ids"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Long texts are tokenized in pieces, exactly
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.lists(
+        st.sampled_from(
+            [
+                "word",
+                " ",
+                "\n",
+                "\n\n",
+                " \n",
+                ".",
+                "42",
+                "caf\u00e9",
+                "\u00a0",
+                "\t",
+                EOT,
+                "'s",
+                "\x1c",
+                "\u2028",
+            ]
+        ),
+        max_size=80,
+    ).map("".join),
+    chunk_chars=st.integers(min_value=1, max_value=20),
+)
+def test_split_long_text_keeps_gpt2_tokens(text, chunk_chars, tiktoken_gpt2):
+    pieces = split_long_text(text, chunk_chars)
+    assert "".join(pieces) == text
+    whole = tiktoken_gpt2.encode(text, allowed_special={EOT})
+    assert [t for piece in pieces for t in tiktoken_gpt2.encode(piece, allowed_special={EOT})] == whole
+
+
+def test_split_long_text_cuts_after_newlines(raw_text, tokenizer, tiktoken_gpt2):
+    pieces = split_long_text(raw_text, 500)
+    assert len(pieces) > 20 and all(p.startswith("\n") and p[1].isalnum() for p in pieces[1:])
+    assert "".join(pieces) == raw_text
+    assert split_long_text("no newline at all " * 10, 16) == ["no newline at all " * 10]
+    ids = tokenize_documents(Dataset.from_dict({"text": [raw_text]}), tokenizer, chunk_chars=200)
+    assert ids.tolist() == tiktoken_gpt2.encode(raw_text)

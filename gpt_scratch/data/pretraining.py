@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -151,6 +152,36 @@ def _column(dataset: Dataset, column: str) -> pa.ChunkedArray:
 # Tokenization and windows
 
 
+def split_long_text(text: str, chunk_chars: int) -> list[str]:
+    """Cut a long text into pieces of about `chunk_chars` characters where GPT-2's byte-level BPE tokenizes the
+    pieces exactly as the whole: just before a newline that is followed by a letter or digit ("said.\n\n|\nThe").
+
+    GPT-2's pre-tokenizer always makes such a newline a piece of its own (it never joins the next word, and a
+    run of whitespace before it is a piece without it), so `encode(a) + encode(b) == encode(a + b)`. (Not before
+    other characters: a special token like `<|endoftext|>` after the newline would end the run of whitespace.) This keeps
+    the tokenization of big files (one row of many MB) parallel and its memory bounded. A text with no such
+    newline stays whole.
+    """
+    pieces, start = [], 0
+    while len(text) - start > chunk_chars:
+        cut = text.rfind("\n", start + 1, start + chunk_chars)
+        while cut > start and not text[cut + 1].isalnum():
+            cut = text.rfind("\n", start + 1, cut)
+        if cut <= start:  # no place to cut in this stretch: take the first one after it
+            match = _SAFE_CUT.search(text, start + chunk_chars)
+            if match is None:
+                break
+            cut = match.start()
+        pieces.append(text[start:cut])
+        start = cut
+    pieces.append(text[start:])
+    return pieces
+
+
+_SAFE_CUT = re.compile(r"\n(?=[^\W_])")  # a newline before a letter or digit
+_CHARS_PER_CALL = 1 << 21  # ~2M characters per tokenizer call: ~0.5M tokens, a few hundred MB at most
+
+
 def tokenize_documents(
     documents: Dataset,
     tokenizer,
@@ -158,25 +189,47 @@ def tokenize_documents(
     text_column: str = "text",
     cache_dir: str | os.PathLike | None = None,
     num_proc: int | None = None,
+    chunk_chars: int | None = 1 << 16,
 ) -> np.ndarray:
     """All documents' token ids, joined by the separator's ids, as one int64 array.
 
-    `<|endoftext|>` inside a text is the special token 50256 (the book's `allowed_special={"<|endoftext|>"}`): the
-    transformers tokenizers match special tokens in the text. The batched `map` is cached by datasets next to a
+    Like the book's `tokenizer.encode(text, allowed_special={"<|endoftext|>"})`: no special tokens are added, and
+    `<|endoftext|>` inside a text is the special token 50256 (transformers tokenizers match special tokens in the
+    text). Long texts are tokenized in pieces of about `chunk_chars` characters (`split_long_text`; exact for
+    GPT-2's byte-level BPE; None tokenizes each text whole). The batched `map` is cached by datasets next to a
     file-backed dataset, or in `cache_dir` when given (keyed by the documents and the tokenizer).
     """
     if len(documents) == 0:
         return np.zeros(0, dtype=np.int64)
     separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"] if separator else []
 
+    def encode(texts: list[str]) -> list[list[int]]:
+        encoded = tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)
+        return encoded["input_ids"]
+
     def tokenize(batch):
-        ids = tokenizer(batch[text_column], return_attention_mask=False, verbose=False)["input_ids"]
-        return {"input_ids": [row + separator_ids for row in ids]}
+        texts = batch[text_column]
+        rows: list[list[int]] = [[] for _ in texts]
+        pieces: list[tuple[int, str]] = []  # (row, piece), tokenized together a few MB at a time
+        for i, text in enumerate(texts):
+            for piece in split_long_text(text, chunk_chars) if chunk_chars else [text]:
+                pieces.append((i, piece))
+        start = 0
+        while start < len(pieces):
+            stop, size = start, 0
+            while stop < len(pieces) and (stop == start or size + len(pieces[stop][1]) <= _CHARS_PER_CALL):
+                size += len(pieces[stop][1])
+                stop += 1
+            group = pieces[start:stop]
+            for (i, _), ids in zip(group, encode([piece for _, piece in group]), strict=True):
+                rows[i].extend(ids)
+            start = stop
+        return {"input_ids": [np.asarray(row + separator_ids, dtype=np.int64) for row in rows]}
 
     cache_file_name = None
     if cache_dir is not None:
         fingerprint = Hasher.hash(
-            [documents._fingerprint, Hasher.hash(tokenizer), separator_ids, text_column]
+            [documents._fingerprint, Hasher.hash(tokenizer), separator_ids, text_column, chunk_chars]
         )
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         cache_file_name = str(Path(cache_dir) / f"tokens-{fingerprint}.arrow")
