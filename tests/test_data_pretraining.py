@@ -345,7 +345,7 @@ def test_split_long_text_keeps_gpt2_tokens(text, chunk_chars, tiktoken_gpt2):
     assert [t for piece in pieces for t in tiktoken_gpt2.encode(piece, allowed_special={EOT})] == whole
 
 
-def test_split_long_text_cuts_after_newlines(raw_text, tokenizer, tiktoken_gpt2):
+def test_split_long_text_cuts_before_newlines(raw_text, tokenizer, tiktoken_gpt2):
     pieces = split_long_text(raw_text, 500)
     assert len(pieces) > 20 and all(p.startswith("\n") and p[1].isalnum() for p in pieces[1:])
     assert "".join(pieces) == raw_text

@@ -7,7 +7,8 @@ windowing, so no window straddles train and validation. We do the same, at any s
     source (corpus name, file, files, glob, folder, or a datasets.Dataset with a text column)
       -> documents: a Dataset with one text per row (a file, or a row of the source dataset)
       -> split on characters of the documents joined by the separator (`<|endoftext|>`), as the book splits
-      -> tokenize with a batched `map` (cached by datasets), join with the separator's token ids
+      -> tokenize with a batched `map` (cached by datasets; long texts in exact pieces), join with the
+         separator's token ids
       -> windows: Dataset {input_ids, target_ids}, each a list of `max_length` int64
 
 `make_dataloader` turns a windows dataset into the torch DataLoader of {input_ids, target_ids} LongTensor batches
@@ -290,13 +291,15 @@ def build_pretraining_datasets(
     separator: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     num_proc: int | None = None,
+    chunk_chars: int | None = 1 << 16,
 ) -> DatasetDict:
     """Train and validation windows from a text source, as the book's chapter 5 builds its loaders.
 
     `source`: a known corpus name (`the-verdict`), a file, a folder (its *.txt), a glob, a list of these, or a
     `datasets.Dataset` with a `text_column`. Documents are joined with `separator` (default: the tokenizer's
     eos token, else `<|endoftext|>`). `stride` defaults to `max_length` (the book's chapter 5 set-up).
-    Returns DatasetDict(train=..., validation=...); no "validation" when train_ratio is 1.
+    `cache_dir`, `num_proc`, `chunk_chars`: see `tokenize_documents` (chunk_chars=None for a tokenizer that is not
+    GPT-2's byte-level BPE). Returns DatasetDict(train=..., validation=...); no "validation" when train_ratio is 1.
     """
     stride = max_length if stride is None else stride
     if separator is None:
@@ -308,7 +311,7 @@ def build_pretraining_datasets(
         del splits["validation"]
     windows = {}
     for split, docs in splits.items():
-        ids = tokenize_documents(docs, tokenizer, separator, text_column, cache_dir, num_proc)
+        ids = tokenize_documents(docs, tokenizer, separator, text_column, cache_dir, num_proc, chunk_chars)
         if num_windows(len(ids), max_length, stride) == 0:
             raise ValueError(
                 f"{described}: the {split} split (train_ratio={train_ratio}) has {len(ids)} tokens, too few for one "
