@@ -21,7 +21,7 @@ import json
 import os
 import socket
 import tempfile
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import tiktoken
@@ -251,16 +251,8 @@ class GPTScratchTokenizer(PythonBackend):
         """A function text -> ids that matches what ``tokenize`` + ``convert_tokens_to_ids`` would give."""
         if split_special_tokens:
             return self.encoding.encode_ordinary
-        if self._added_tokens_encoder.keys() == {ENDOFTEXT}:
-            core_encode, allowed = self.encoding._core_bpe.encode, {ENDOFTEXT}
-
-            def encode(text: str) -> list[int]:
-                try:
-                    return core_encode(text, allowed)
-                except UnicodeEncodeError:  # lone surrogates: let tiktoken replace them, as it does
-                    return self.encoding.encode(text, allowed_special=allowed)
-
-            return encode
+        if self._added_tokens_encoder.keys() == {ENDOFTEXT}:  # tiktoken alone: it knows <|endoftext|>
+            return partial(self.encoding.encode, allowed_special={ENDOFTEXT}, disallowed_special=())
         # Tokens added by the user: split on them with transformers' trie (handles lstrip/rstrip/single_word).
         return lambda text: self.convert_tokens_to_ids(self.tokenize(text))
 
