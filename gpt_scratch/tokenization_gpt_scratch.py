@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache, partial
 from typing import Any
 
@@ -247,7 +248,7 @@ class GPTScratchTokenizer(PythonBackend):
 
     # --- encoding: tiktoken does the work, transformers' generic path only for what tiktoken cannot do ---------
 
-    def _encoder_for(self, split_special_tokens: bool):
+    def _encoder_for(self, split_special_tokens: bool) -> Callable[[str], list[int]]:
         """A function text -> ids that matches what ``tokenize`` + ``convert_tokens_to_ids`` would give."""
         if split_special_tokens:
             return self.encoding.encode_ordinary
