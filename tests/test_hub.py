@@ -1,0 +1,379 @@
+"""Hub readiness: a Hub user loads saved folders without the package, the card carries the run's numbers,
+validation refuses broken folders, and the upload is a thin, offline-testable use of huggingface_hub."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard, metadata_load
+from transformers import pipeline
+
+from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
+from gpt_scratch.hub import IGNORE_PATTERNS, InvalidFolderError, files_to_upload, push_folder, validate_folder
+from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
+from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+from hub_card.render import write_model_card
+
+from conftest import run_clean_python
+
+TINY = dict(vocab_size=50257, context_length=64, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0)
+PROMPT = "Every effort moves you"
+SPAM = "WINNER!! You have been selected to receive a £900 prize reward! Call now to claim."
+
+SUMMARY = {
+    "task": "classification",
+    "base_model": "openai-community/gpt2",
+    "datasets": [
+        {
+            "name": "sms-spam",
+            "file": "SMSSpamCollection",
+            "sha256": "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
+        }
+    ],
+    "hyperparameters": {"learning_rate": 5e-05, "weight_decay": 0.1, "batch_size": 8, "num_epochs": 5},
+    "metrics": {
+        "train_loss": 0.0831742,
+        "val_loss": 0.0741958,
+        "train_accuracy": 0.9625,
+        "val_accuracy": 0.975,
+        "test_accuracy": 0.9666666666666667,
+        "test_precision": 0.95,
+        "test_recall": 0.9823,
+        "test_f1": 0.9659,
+    },  # fmt: skip
+    "tokens_seen": 1234567,
+    "steps": 650,
+    "epochs": 5.0,
+    "wall_time_s": 321.5,
+    "parameters": {"total": 124441346, "trainable": 7090178},
+    "plots": ["loss.png"],
+}
+METRIC_SPLITS = {"train": "train", "val": "validation", "test": "test"}
+
+
+def save_folder(model, tokenizer: GPTScratchTokenizer, folder: Path, summary: dict | None) -> Path:
+    """What a workflow saves: model + tokenizer, the run's summary and plot, then the card."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if summary is not None:
+        (folder / "training_summary.json").write_text(json.dumps(summary))
+        (folder / "loss.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    write_model_card(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> GPTScratchTokenizer:
+    # gpt_scratch/__init__.py should make this registration (so save_pretrained ships the tokenizer's code);
+    # it is repeated here, idempotently, so that the test does not depend on it.
+    GPTScratchTokenizer.register_for_auto_class("AutoTokenizer")
+    return GPTScratchTokenizer()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, tokenizer) -> dict:
+    """A causal LM (no summary: a model saved by hand) and a ham/spam classifier (with a run summary)."""
+    root = tmp_path_factory.mktemp("saved")
+    torch.manual_seed(123)
+    causal = GPTScratchForCausalLM(GPTScratchConfig(**TINY)).eval()
+    classifier = GPTScratchForSequenceClassification(
+        GPTScratchConfig(**TINY, id2label={0: "ham", 1: "spam"}, label2id={"ham": 0, "spam": 1})
+    ).eval()
+    return {
+        "causal": causal,
+        "classifier": classifier,
+        "causal_dir": save_folder(causal, tokenizer, root / "gpt-scratch-tiny", None),
+        "classifier_dir": save_folder(classifier, tokenizer, root / "gpt-scratch-spam", SUMMARY),
+    }
+
+
+HUB_USER = r"""
+import importlib.util, json, sys
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+causal_dir, classifier_dir, prompt, text = sys.argv[1:5]
+assert importlib.util.find_spec("gpt_scratch") is None, "gpt_scratch must not be importable here"
+tokenizer = AutoTokenizer.from_pretrained(causal_dir, trust_remote_code=True)
+causal = AutoModelForCausalLM.from_pretrained(causal_dir, trust_remote_code=True)
+classifier = AutoModelForSequenceClassification.from_pretrained(classifier_dir, trust_remote_code=True)
+generator = pipeline("text-generation", model=causal_dir, trust_remote_code=True)
+generated = generator(prompt, max_new_tokens=10, do_sample=False)[0]["generated_text"]
+judged = pipeline("text-classification", model=classifier_dir, trust_remote_code=True)(text)[0]
+print(json.dumps({
+    "classes": [type(tokenizer).__name__, type(causal).__name__, type(classifier).__name__],
+    "modules": [type(causal).__module__, type(tokenizer).__module__],
+    "ids": tokenizer(prompt)["input_ids"], "generated": generated, "label": judged["label"], "score": judged["score"],
+}))
+"""
+
+
+def test_hub_user_loads_folders_without_the_package(saved, tokenizer, tmp_path):
+    hub = tmp_path / "hub"
+    causal_dir = shutil.copytree(saved["causal_dir"], hub / "causal")
+    classifier_dir = shutil.copytree(saved["classifier_dir"], hub / "classifier")
+    result = run_clean_python(HUB_USER, str(causal_dir), str(classifier_dir), PROMPT, SPAM, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert got["classes"] == [
+        "GPTScratchTokenizer",
+        "GPTScratchForCausalLM",
+        "GPTScratchForSequenceClassification",
+    ]
+    assert all(module.startswith("transformers_modules.") for module in got["modules"]), got["modules"]
+    assert got["ids"] == [6109, 3626, 6100, 345]  # the book's "Every effort moves you"
+    generator = pipeline("text-generation", model=saved["causal"], tokenizer=tokenizer)
+    expected = generator(PROMPT, max_new_tokens=10, do_sample=False)[0]["generated_text"]
+    assert got["generated"] == expected and len(tokenizer(expected)["input_ids"]) > 4
+    judged = pipeline("text-classification", model=saved["classifier"], tokenizer=tokenizer)(SPAM)[0]
+    assert got["label"] == judged["label"] and got["label"] in {"ham", "spam"}
+    assert abs(got["score"] - judged["score"]) < 1e-5
+
+
+def test_card_metadata_parses_and_carries_the_runs_numbers(saved):
+    folder = saved["classifier_dir"]
+    card = ModelCard.load(folder / "README.md")
+    metadata = metadata_load(folder / "README.md")
+    assert metadata["library_name"] == "transformers" and card.data.library_name == "transformers"
+    assert metadata["pipeline_tag"] == "text-classification"
+    assert metadata["license"] == "apache-2.0"
+    assert "gpt_scratch" in metadata["tags"]
+    assert metadata["datasets"] == ["sms-spam"]
+    assert metadata["base_model"] == "openai-community/gpt2"
+
+    results = {r.metric_name: r for r in card.data.eval_results}
+    assert set(results) == set(SUMMARY["metrics"])
+    for key, value in SUMMARY["metrics"].items():
+        assert results[key].metric_value == value, key  # exactly the run's number
+        assert results[key].dataset_split == METRIC_SPLITS[key.split("_")[0]]
+        assert results[key].metric_type == key.split("_", 1)[1]
+        assert results[key].dataset_name == "sms-spam" and results[key].task_type == "text-classification"
+
+    text = card.text
+    assert SUMMARY["datasets"][0]["sha256"] in text
+    assert "![loss.png](loss.png)" in text
+    assert "124,441,346" in text and "1,234,567" in text  # parameters and tokens seen
+    assert "| learning_rate | 5e-05 |" in text and "| test_f1 | 0.9659 |" in text
+    assert "`0` = `ham`, `1` = `spam`" in text
+    assert "AutoModelForSequenceClassification" in text and "trust_remote_code=True" in text
+    assert 'pipeline("text-classification"' in text
+    assert "Sebastian Raschka" in text and "Build a Large Language Model (From Scratch)" in text
+
+
+def test_card_of_a_folder_saved_by_hand_uses_the_config(saved):
+    folder = saved["causal_dir"]
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.pipeline_tag == "text-generation"
+    assert card.data.eval_results is None and card.data.base_model is None and card.data.datasets is None
+    total = sum(p.numel() for p in saved["causal"].parameters())
+    assert f"{total:,}" in card.text  # counted from model.safetensors' header
+    assert "| n_layers | 2 |" in card.text and "| emb_dim | 16 |" in card.text
+    assert "AutoModelForCausalLM" in card.text and ".generate(" in card.text
+    assert "no `training_summary.json`" in card.text
+
+
+def test_valid_folders_have_no_problems(saved):
+    assert validate_folder(saved["causal_dir"]) == []
+    assert validate_folder(saved["classifier_dir"]) == []
+
+
+def _edit_json(name: str, change):
+    def edit(folder: Path) -> None:
+        data = json.loads((folder / name).read_text())
+        change(data)
+        (folder / name).write_text(json.dumps(data))
+
+    return edit
+
+
+BREAKAGES = {
+    "no config": (lambda f: (f / "config.json").unlink(), "config.json is missing"),
+    "config not json": (lambda f: (f / "config.json").write_text("{oops"), "config.json is not valid JSON"),
+    "model_type": (_edit_json("config.json", lambda c: c.update(model_type="gpt2")), "model_type is 'gpt2'"),
+    "no auto_map": (_edit_json("config.json", lambda c: c.pop("auto_map")), "config.json has no auto_map"),
+    "no modeling code": (
+        lambda f: (f / "modeling_gpt_scratch.py").unlink(), "but modeling_gpt_scratch.py is missing",
+    ),
+    "no weights": (lambda f: (f / "model.safetensors").unlink(), "model.safetensors is missing"),
+    "truncated weights": (
+        lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:5000]),
+        "model.safetensors cannot be read",
+    ),
+    "wider config": (
+        _edit_json("config.json", lambda c: c.update(emb_dim=32)),
+        "model.tok_emb.weight has shape (50257, 16), config.json implies (50257, 32)",
+    ),
+    "deeper config": (
+        _edit_json("config.json", lambda c: c.update(n_layers=3)),
+        "model.safetensors lacks tensor model.trf_blocks.2.att.qkv.weight (48, 16)",
+    ),
+    "no vocab": (lambda f: (f / "vocab.json").unlink(), "tokenizer file vocab.json is missing"),
+    "no merges": (lambda f: (f / "merges.txt").unlink(), "tokenizer file merges.txt is missing"),
+    "no tokenizer auto_map": (
+        _edit_json("tokenizer_config.json", lambda c: c.pop("auto_map")), "no auto_map for AutoTokenizer",
+    ),
+    "no tokenizer code": (
+        lambda f: (f / "tokenization_gpt_scratch.py").unlink(), "but tokenization_gpt_scratch.py is missing",
+    ),
+    "no card": (lambda f: (f / "README.md").unlink(), "README.md (model card) is missing"),
+    "broken card yaml": (
+        lambda f: (f / "README.md").write_text("---\nlicense: [apache\n---\n# card\n"),
+        "README.md metadata cannot be parsed",
+    ),
+    "pickle": (lambda f: torch.save({}, f / "pytorch_model.bin"), "pytorch_model.bin is a pickle file"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES, ids=list(BREAKAGES))
+def test_validation_names_each_problem(saved, tmp_path, breakage):
+    folder = shutil.copytree(saved["classifier_dir"], tmp_path / "run")
+    breaker, expected = BREAKAGES[breakage]
+    breaker(folder)
+    problems = validate_folder(folder)
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.fixture
+def offline_hub(monkeypatch) -> list:
+    """HfApi methods that record their calls instead of reaching the Hub."""
+    calls = []
+
+    def record(name, result=None):
+        def method(self, *args, **kwargs):
+            calls.append((name, args, kwargs))
+            return result
+
+        monkeypatch.setattr(HfApi, name, method)
+
+    record("create_repo", type("RepoUrl", (), {"repo_id": "me/gpt-scratch-spam"})())
+    record("create_branch")
+    record("upload_folder", type("CommitInfo", (), {"commit_url": "https://huggingface.co/me/commit/1"})())
+    record("create_commit")
+    return calls
+
+
+def test_broken_folder_is_refused_with_every_problem_and_nothing_uploaded(
+    saved, tmp_path, offline_hub, capsys
+):
+    from gpt_scratch.cli import main
+
+    folder = shutil.copytree(saved["classifier_dir"], tmp_path / "run")
+    for breakage in ("no vocab", "wider config", "no card"):
+        BREAKAGES[breakage][0](folder)
+    with pytest.raises(InvalidFolderError) as error:
+        push_folder(folder, "me/gpt-scratch-spam")
+    assert len(error.value.problems) >= 3
+    for breakage in ("no vocab", "wider config", "no card"):
+        assert BREAKAGES[breakage][1] in str(error.value)
+    assert main(["push", str(folder), "me/gpt-scratch-spam"]) == 1
+    assert "nothing was uploaded" in capsys.readouterr().out
+    assert offline_hub == []
+
+
+def test_dry_run_lists_files_and_uploads_nothing(saved, tmp_path, offline_hub, capsys):
+    from gpt_scratch.cli import main
+
+    folder = shutil.copytree(saved["classifier_dir"], tmp_path / "run")
+    (folder / "checkpoints" / "step-100").mkdir(parents=True)
+    torch.save({"optimizer": 1}, folder / "checkpoints" / "step-100" / "optimizer.pt")
+    (folder / "metrics.jsonl").write_text('{"step": 1, "train_loss": 10.9}\n')
+    expected = ["README.md", "config.json", "configuration_gpt_scratch.py", "loss.png", "merges.txt",
+                "metrics.jsonl", "model.safetensors", "modeling_gpt_scratch.py", "tokenization_gpt_scratch.py",
+                "tokenizer_config.json", "training_summary.json", "vocab.json"]  # fmt: skip
+    assert validate_folder(folder) == []  # the pickled optimizer state in checkpoints/ is never uploaded
+    assert push_folder(folder, "me/gpt-scratch-spam", dry_run=True) == expected
+    assert main(["push", str(folder), "me/gpt-scratch-spam", "--dry-run", "--private"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name}  (" in out for name in expected) and "checkpoints" not in out
+    assert offline_hub == []
+
+
+def test_push_is_create_repo_then_upload_folder(saved, offline_hub):
+    folder = saved["classifier_dir"]
+    result = push_folder(folder, "me/gpt-scratch-spam", private=True, revision="v1", token="hf_x")
+    assert result.commit_url.endswith("/commit/1")
+    names = [name for name, _, _ in offline_hub]
+    assert names == ["create_repo", "create_branch", "upload_folder"]
+    (_, args, kwargs), (_, branch_args, branch_kwargs), (_, _, upload) = offline_hub
+    assert args == ("me/gpt-scratch-spam",) and kwargs["private"] is True and kwargs["exist_ok"] is True
+    assert branch_args == ("me/gpt-scratch-spam",) and branch_kwargs["branch"] == "v1"
+    assert upload["folder_path"] == folder and upload["revision"] == "v1"
+    assert upload["ignore_patterns"] == IGNORE_PATTERNS and upload["ignore_patterns"] is not IGNORE_PATTERNS
+    assert "README.md" in files_to_upload(folder)
+
+
+def test_model_push_to_hub_sends_the_code_files_and_keeps_the_card(saved, monkeypatch):
+    """transformers' own push_to_hub, with the Hub replaced by a recorder: what would it upload?"""
+    import transformers.utils.hub as transformers_hub
+
+    sent: dict[str, bytes] = {}
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            sent.update({op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations})
+
+    folder = saved["classifier_dir"]
+    # The repo already holds the folder's card (pushed with `gpt-scratch push`): push_to_hub loads and keeps it.
+    monkeypatch.setattr(transformers_hub, "hf_api", lambda: FakeApi())
+    monkeypatch.setattr(
+        ModelCard,
+        "load",
+        classmethod(lambda cls, repo_id, **kw: ModelCard((folder / "README.md").read_text())),
+    )
+    saved["classifier"].push_to_hub("me/gpt-scratch-spam")
+
+    assert {"config.json", "model.safetensors", "configuration_gpt_scratch.py", "modeling_gpt_scratch.py",
+            "README.md"} <= set(sent)  # fmt: skip
+    assert not any(name.endswith((".bin", ".pt")) for name in sent)
+    config = json.loads(sent["config.json"])
+    assert config["auto_map"]["AutoModelForSequenceClassification"] == (
+        "modeling_gpt_scratch.GPTScratchForSequenceClassification"
+    )
+    card = ModelCard(sent["README.md"].decode())
+    assert card.data.pipeline_tag == "text-classification"
+    assert {r.metric_name: r.metric_value for r in card.data.eval_results} == SUMMARY["metrics"]
+
+
+def test_instruction_card_keeps_local_base_model_out_of_metadata_and_skips_nan(saved, tmp_path):
+    folder = shutil.copytree(saved["causal_dir"], tmp_path / "instruct")
+    local_base = tmp_path / "runs" / "pretrain"
+    local_base.mkdir(parents=True)
+    summary = {
+        "task": "instruction", "base_model": str(local_base), "hyperparameters": {"learning_rate": 5e-5},
+        "datasets": [{"name": "alpaca-book", "file": None, "sha256": None}],
+        "metrics": {"train_loss": 0.52, "val_loss": 0.63, "perplexity": 1.877, "test_accuracy": float("nan")},
+        "plots": ["loss.png"],
+    }  # fmt: skip
+    (folder / "training_summary.json").write_text(json.dumps(summary))
+    card = ModelCard.load(write_model_card(folder, repo_id="me/gpt-scratch-instruct"))
+    assert card.data.base_model is None and str(local_base) in card.text  # a local path is no Hub id
+    assert {r.metric_name: r.metric_value for r in card.data.eval_results} == {
+        "train_loss": 0.52, "val_loss": 0.63, "perplexity": 1.877,
+    }  # fmt: skip
+    assert "| test_accuracy | nan |" in card.text and "not recorded" in card.text
+    assert "instruction-tuned" in card.data.tags and "### Response:" in card.text
+    assert 'model_id = "me/gpt-scratch-instruct"' in card.text
+    assert "![loss.png]" not in card.text  # listed in the summary but not in the folder
+
+
+@pytest.mark.parametrize("kind", ["causal_dir", "classifier_dir"])
+def test_card_usage_code_is_valid_python(saved, kind):
+    text = (saved[kind] / "README.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    compile(code, "usage", "exec")
+    assert "trust_remote_code=True" in code
+
+
+def test_write_card_option_fills_in_a_missing_card(saved, tmp_path, offline_hub):
+    folder = shutil.copytree(saved["causal_dir"], tmp_path / "by-hand")
+    (folder / "README.md").unlink()
+    with pytest.raises(InvalidFolderError, match="--write-card"):
+        push_folder(folder, "me/tiny", dry_run=True)
+    assert "README.md" in push_folder(folder, "me/tiny", dry_run=True, write_card=True)
+    assert 'model_id = "me/tiny"' in (folder / "README.md").read_text()
+    assert offline_hub == []
