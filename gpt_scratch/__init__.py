@@ -19,6 +19,7 @@ from .modeling_gpt_scratch import (
     GPTScratchModel,
     GPTScratchPreTrainedModel,
 )
+from .tokenization_gpt_scratch import GPT2VocabularyNotFoundError, GPTScratchTokenizer, register_auto_tokenizer
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ GPTScratchConfig.register_for_auto_class()
 GPTScratchModel.register_for_auto_class("AutoModel")
 GPTScratchForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 GPTScratchForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+GPTScratchTokenizer.register_for_auto_class("AutoTokenizer")
 
 __all__ = [
     "PRESETS",
@@ -41,4 +43,6 @@ __all__ = [
     "GPTScratchModel",
     "GPTScratchForCausalLM",
     "GPTScratchForSequenceClassification",
+    "GPTScratchTokenizer",
+    "GPT2VocabularyNotFoundError",
 ]
