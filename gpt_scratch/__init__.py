@@ -19,7 +19,11 @@ from .modeling_gpt_scratch import (
     GPTScratchModel,
     GPTScratchPreTrainedModel,
 )
-from .tokenization_gpt_scratch import GPT2VocabularyNotFoundError, GPTScratchTokenizer, register_auto_tokenizer
+from .tokenization_gpt_scratch import (
+    GPT2VocabularyNotFoundError,
+    GPTScratchTokenizer,
+    register_auto_tokenizer,
+)
 
 __version__ = "0.1.0"
 
@@ -29,6 +33,7 @@ AutoModelForCausalLM.register(GPTScratchConfig, GPTScratchForCausalLM, exist_ok=
 AutoModelForSequenceClassification.register(
     GPTScratchConfig, GPTScratchForSequenceClassification, exist_ok=True
 )
+register_auto_tokenizer()
 
 GPTScratchConfig.register_for_auto_class()
 GPTScratchModel.register_for_auto_class("AutoModel")

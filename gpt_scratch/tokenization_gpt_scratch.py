@@ -411,17 +411,16 @@ class GPTScratchTokenizer(PythonBackend):
         return vocab_file, merges_file
 
 
-def register_auto_tokenizer(config_class: type | None = None) -> None:
-    """Make ``AutoTokenizer`` pick GPTScratchTokenizer for GPTScratchConfig (model_type ``gpt_scratch``) in-process."""
-    from transformers import AutoTokenizer
+def register_auto_tokenizer() -> None:
+    """Make ``AutoTokenizer`` use this class, in-process, for any folder whose tokenizer_config names it.
 
-    if (
-        config_class is None
-    ):  # imported by name so that this file stays loadable on its own (trust_remote_code)
-        import importlib
+    Registered by class name (what tokenizer_config.json's ``tokenizer_class`` says), not in TOKENIZER_MAPPING:
+    transformers 5 treats a config type found in TOKENIZER_MAPPING plus an ``auto_map`` as "remote code only" and
+    asks for ``trust_remote_code``, whereas a class known by name counts as explicit local code, as for models.
+    """
+    from transformers.models.auto.tokenization_auto import REGISTERED_TOKENIZER_CLASSES
 
-        config_class = importlib.import_module("gpt_scratch.configuration_gpt_scratch").GPTScratchConfig
-    AutoTokenizer.register(config_class, tokenizer_class=GPTScratchTokenizer, exist_ok=True)
+    REGISTERED_TOKENIZER_CLASSES[GPTScratchTokenizer.__name__] = GPTScratchTokenizer
 
 
 __all__ = ["GPTScratchTokenizer", "GPT2VocabularyNotFoundError", "register_auto_tokenizer"]

@@ -277,13 +277,22 @@ def test_save_pretrained_writes_gpt2_files_and_reloads(tok, shared, tmp_path):
     assert auto.encode(BOOK_TEXT) == BOOK_IDS
 
 
-def test_model_config_maps_to_the_tokenizer(tmp_path):
-    from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING
+def test_saved_model_folder_loads_in_process_without_trust_remote_code(tok, tmp_path):
+    """With the package imported, a folder carrying remote code (auto_map) loads with the local classes, no prompt."""
+    from transformers import AutoModelForCausalLM
 
-    from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
+    import gpt_scratch
 
-    register_auto_tokenizer(GPTScratchConfig)
-    assert TOKENIZER_MAPPING[GPTScratchConfig] is GPTScratchTokenizer
+    model = gpt_scratch.GPTScratchForCausalLM(
+        gpt_scratch.GPTScratchConfig(emb_dim=8, n_heads=2, n_layers=1, context_length=16)
+    )
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    assert "auto_map" in json.loads((tmp_path / "tokenizer_config.json").read_text())
+    auto = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(auto) is GPTScratchTokenizer  # the package's class, not a copy from transformers_modules
+    assert auto.encode(BOOK_TEXT) == BOOK_IDS
+    assert type(AutoModelForCausalLM.from_pretrained(tmp_path)) is gpt_scratch.GPTScratchForCausalLM
 
 
 CLEAN_PROCESS = """
