@@ -1,0 +1,453 @@
+"""Classification fine-tuning (chapter 6): a pretrained causal LM -> a spam (or any label) classifier.
+
+The book's recipe: the output head over the vocabulary is replaced by a `num_labels` head read at the last
+token, every weight is frozen but the last transformer block, the final layer norm and the new head, and the
+model is trained with AdamW (lr 5e-5, weight decay 0.1) for 5 epochs in batches of 8, evaluated every 50 steps
+over 5 batches. Dropout is 0.0, as the book's BASE_CONFIG. At the end train/validation/test accuracy, and
+precision/recall/F1 of the positive class, are computed with `evaluate` and added to the run's summary.
+
+    gpt-scratch finetune-classifier --model runs/pretrain                  # the spam set, the book's settings
+    gpt-scratch finetune-classifier --from-gpt2 openai-community/gpt2 --output-dir runs/spam
+    gpt-scratch finetune-classifier reviews.csv --text-column review --label-column sentiment --no-balance \\
+        --model runs/pretrain --trainable all
+    gpt-scratch finetune-classifier --model runs/pretrain --lora-rank 16 --lora-alpha 16   # appendix E
+    accelerate launch scripts/finetune_classifier.py --model runs/pretrain
+
+The output folder loads with `AutoModelForSequenceClassification` and `pipeline("text-classification", ...)`;
+a LoRA run saves the merged model there and the PEFT adapter in `adapter/`. From Python, `finetune_classifier`
+does the same and returns the loop's `TrainResult`; `classify(text, model, tokenizer)` is the book's
+`classify_review`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, set_seed
+from datasets import Dataset
+
+from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
+from gpt_scratch.data.classification import ClassificationData, encode_texts, prepare_classification_data
+from gpt_scratch.data.corpora import CORPORA, resolve_corpus, sha256_file
+from gpt_scratch.metrics.classification import classification_metrics
+from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
+from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+from gpt_scratch.training import (
+    ClassificationTask,
+    TrainingConfig,
+    TrainResult,
+    add_training_arguments,
+    train,
+    training_config_from_args,
+    update_summary,
+)
+
+TRAINABLE = ("head", "last-block", "all")
+BOOK_DROP_RATE = 0.0  # chapter 6 fine-tunes GPT-2 without dropout
+
+
+def book_training_config(**overrides: Any) -> TrainingConfig:
+    """Chapter 6's run: AdamW lr 5e-5, weight decay 0.1, 5 epochs, batch 8, eval every 50 steps over 5 batches."""
+    book = dict(num_epochs=5, batch_size=8, learning_rate=5e-5, weight_decay=0.1, eval_freq=50, eval_iter=5)
+    return TrainingConfig(**{**book, **overrides})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The model
+
+
+def load_classifier(
+    source: str | os.PathLike,
+    label2id: dict[str, int],
+    *,
+    from_gpt2: bool = False,
+    drop_rate: float | None = BOOK_DROP_RATE,
+) -> GPTScratchForSequenceClassification:
+    """A classifier with a new `len(label2id)`-way head on the backbone of `source`.
+
+    `source` is a saved gpt_scratch folder (causal LM or classifier), or with `from_gpt2=True` a Hugging Face
+    GPT-2 checkpoint (folder or Hub id). The head is freshly initialised (seed it with `set_seed` first).
+    `drop_rate=None` keeps the model's own dropout.
+    """
+    id2label = {i: label for label, i in label2id.items()}
+    if sorted(id2label) != list(range(len(id2label))):
+        raise ValueError(f"label ids must be 0..{len(id2label) - 1}, got {label2id}")
+    labels = dict(num_labels=len(label2id), id2label=id2label, label2id=dict(label2id))
+    overrides = {} if drop_rate is None else {"drop_rate": drop_rate}
+    if from_gpt2:
+        lm = GPTScratchForCausalLM.from_gpt2(source, **overrides)
+        config = GPTScratchConfig.from_dict({**lm.config.to_dict(), **labels})
+        model = GPTScratchForSequenceClassification(config)
+        model.model.load_state_dict(lm.model.state_dict(), strict=True)  # the backbone; `score` stays new
+        return model
+    if not (Path(source) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{source}: no config.json; pass a folder saved by gpt_scratch (or use --from-gpt2 for a GPT-2 checkpoint)"
+        )
+    # The causal LM's out_head is dropped and `score` is new; a classifier with other labels gets a new head too.
+    return GPTScratchForSequenceClassification.from_pretrained(
+        source, **labels, **overrides, ignore_mismatched_sizes=True
+    )
+
+
+def set_trainable(model: GPTScratchForSequenceClassification, trainable: str = "last-block") -> int:
+    """Freeze the model but the parts `trainable` names; returns the number of trainable parameters.
+
+    head: the new output head only; last-block (the book): the last transformer block, the final norm and the
+    head; all: every parameter.
+    """
+    if trainable not in TRAINABLE:
+        raise ValueError(f"trainable must be one of {', '.join(TRAINABLE)}, got {trainable!r}")
+    model.requires_grad_(trainable == "all")
+    parts = [model.score]
+    if trainable == "last-block":
+        parts += [model.model.trf_blocks[-1], model.model.final_norm]
+    for part in parts:
+        part.requires_grad_(True)
+    return count_trainable(model)
+
+
+def count_trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Prediction and metrics
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset: Dataset, batch_size: int = 8) -> list[int]:
+    """Class ids predicted for every row of a dataset of {input_ids, attention_mask}."""
+    model.eval()
+    device = next(model.parameters()).device
+    rows = dataset.with_format("torch", columns=["input_ids", "attention_mask"])
+    predictions = []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        logits = model(
+            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+        ).logits
+        predictions += logits.argmax(dim=-1).tolist()
+    return predictions
+
+
+def evaluate_classifier(
+    model: torch.nn.Module, dataset: Dataset, batch_size: int = 8, positive_label: int = 1
+) -> dict[str, float]:
+    """Accuracy, and precision / recall / F1 of `positive_label`, with the package's `evaluate` metric."""
+    return classification_metrics(predict(model, dataset, batch_size), dataset["labels"], positive_label)
+
+
+@torch.no_grad()
+def classify(text: str, model: torch.nn.Module, tokenizer: Any, max_length: int | None = None) -> str:
+    """The label name of `text` (the book's `classify_review`): its tokens, cut to `max_length` and the model's
+    context length, read at the last token."""
+    model.eval()
+    context_length = model.config.context_length
+    limit = context_length if max_length is None else min(max_length, context_length)
+    input_ids = encode_texts(tokenizer, [text])[0][:limit]
+    if not input_ids:
+        raise ValueError("classify: the text has no tokens")
+    device = next(model.parameters()).device
+    logits = model(input_ids=torch.tensor([input_ids], device=device)).logits  # (1, num_labels)
+    return model.config.id2label[int(logits.argmax(-1))]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The workflow
+
+
+def finetune_classifier(
+    base_model: str | os.PathLike,
+    data: str | os.PathLike | Dataset = "sms-spam",
+    training: TrainingConfig | None = None,
+    *,
+    from_gpt2: bool = False,
+    trainable: str = "last-block",
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    drop_rate: float | None = BOOK_DROP_RATE,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label2id: dict[str, int] | None = None,
+    balance: bool | None = None,
+    max_length: int | None = None,
+    drop_invalid: bool = False,
+    positive_label: str | int | None = None,
+    tokenizer: Any = None,
+) -> TrainResult:
+    """Fine-tune a classifier from `base_model` on `data` with the shared loop; see the module docstring.
+
+    `data` and its options go to `prepare_classification_data` (split seeded with `training.seed`).
+    `lora_rank` trains LoRA adapters (`gpt_scratch.lora`) instead of the `trainable` parts. `positive_label`
+    (a label name or id; default: id 1) is the class whose precision / recall / F1 are reported.
+    """
+    training = training or book_training_config()
+    tokenizer = tokenizer or GPTScratchTokenizer()
+    prepared = prepare_classification_data(
+        data,
+        text_column=text_column,
+        label_column=label_column,
+        label2id=label2id,
+        balance=balance,
+        seed=training.seed,
+        max_length=max_length,
+        tokenizer=tokenizer,
+        drop_invalid=drop_invalid,
+    )
+    if prepared.num_dropped:
+        print(f"Dropped {prepared.num_dropped} invalid rows of {data}")
+    positive_id = _positive_id(positive_label, prepared.label2id)
+
+    set_seed(training.seed)  # the book's torch.manual_seed(123) before the new head is made
+    model = load_classifier(base_model, prepared.label2id, from_gpt2=from_gpt2, drop_rate=drop_rate)
+    if prepared.max_length > model.config.context_length:
+        raise ValueError(
+            f"{data}: examples are padded to {prepared.max_length} tokens (the longest training text), more than "
+            f"the model's context_length of {model.config.context_length}; pass max_length="
+            f"{model.config.context_length} (--max-length) to cut them"
+        )
+    tokenizer.model_max_length = (
+        model.config.context_length
+    )  # lets pipeline(..., truncation=True) cut long texts
+    if lora_rank:
+        from gpt_scratch.lora import add_lora
+
+        model = add_lora(model, lora_rank, lora_alpha)
+        # The loop renders the model card from output_dir/config.json; a PEFT model saves only its adapter.
+        if PartialState().is_main_process:
+            Path(training.output_dir).mkdir(parents=True, exist_ok=True)
+            model.get_base_model().config.save_pretrained(training.output_dir)
+    else:
+        set_trainable(model, trainable)
+    num_trainable = count_trainable(model)
+    print(
+        f"Trainable parameters: {num_trainable:,} of {sum(p.numel() for p in model.parameters()):,} "
+        f"({'LoRA rank ' + str(lora_rank) if lora_rank else trainable})"
+    )
+
+    result = train(
+        model,
+        prepared.dataset["train"],
+        prepared.dataset["validation"],
+        training,
+        ClassificationTask(),
+        tokenizer,
+        test_dataset=prepared.dataset["test"],
+        base_model=str(base_model),
+        datasets=describe_data(data),
+        extra_hyperparameters={
+            "trainable": "lora" if lora_rank else trainable,
+            "lora_rank": lora_rank,
+            "lora_alpha": (lora_alpha or lora_rank) if lora_rank else None,
+            "trainable_parameters": num_trainable,
+            "drop_rate": model.config.drop_rate,
+            "max_length": prepared.max_length,
+            "balance": balance if balance is not None else str(data) == "sms-spam",
+            "positive_label": prepared.id2label[positive_id],
+            "split_sizes": {split: len(rows) for split, rows in prepared.dataset.items()},
+        },
+    )
+    if not PartialState().is_main_process:
+        return result
+    if lora_rank:
+        result.model = _save_lora_run(result.model, result.output_dir)
+    metrics = final_metrics(
+        result.model, prepared, training.eval_batch_size or training.batch_size, positive_id
+    )
+    result.summary = update_summary(result.output_dir, metrics)
+    for split, name in (("train", "Training"), ("val", "Validation"), ("test", "Test")):
+        print(f"{name} accuracy: {metrics[f'{split}_accuracy'] * 100:.2f}%")
+    return result
+
+
+def final_metrics(
+    model: torch.nn.Module, prepared: ClassificationData, batch_size: int = 8, positive_label: int = 1
+) -> dict[str, float]:
+    """{train,val,test}_{accuracy,precision,recall,f1} over the whole splits."""
+    metrics = {}
+    for split, prefix in (("train", "train"), ("validation", "val"), ("test", "test")):
+        result = evaluate_classifier(model, prepared.dataset[split], batch_size, positive_label)
+        metrics |= {f"{prefix}_{k}": v for k, v in result.items() if k != "num_examples"}
+    return metrics
+
+
+def describe_data(data: str | os.PathLike | Dataset) -> list[dict[str, Any]]:
+    """[{"name", "file", "sha256"}] of the data set, for the summary and the model card."""
+    if isinstance(data, Dataset):
+        return [{"name": data.info.dataset_name or "dataset", "file": None, "sha256": None}]
+    path = resolve_corpus(data)
+    name = next((c.name for c in CORPORA.values() if c.filename == path.name), path.stem)
+    return [{"name": name, "file": path.name, "sha256": sha256_file(path)}]
+
+
+def _positive_id(positive_label: str | int | None, label2id: dict[str, int]) -> int:
+    if positive_label is None:
+        return 1 if len(label2id) > 1 else 0
+    if str(positive_label) in label2id:
+        return label2id[str(positive_label)]
+    if isinstance(positive_label, int) and positive_label in label2id.values():
+        return positive_label
+    raise ValueError(f"positive label {positive_label!r} is not one of the labels {sorted(label2id)}")
+
+
+def _save_lora_run(model: Any, output_dir: Path) -> torch.nn.Module:
+    """Move the adapter the loop saved into output_dir/adapter, and save the merged model in output_dir."""
+    from gpt_scratch.lora import merge_lora
+
+    adapter_dir = output_dir / "adapter"
+    model.save_pretrained(adapter_dir)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        (output_dir / name).unlink(missing_ok=True)
+    merged = merge_lora(model)
+    merged.save_pretrained(output_dir)
+    print(f"LoRA adapter saved to {adapter_dir}, merged model to {output_dir}")
+    return merged
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The `gpt-scratch finetune-classifier` verb
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "data",
+        nargs="?",
+        default="sms-spam",
+        help="sms-spam, or a .csv / .tsv / .json / .jsonl file with a text and a label column (default: sms-spam)",
+    )
+    model = parser.add_argument_group("model")
+    source = model.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--model", help="a pretrained gpt_scratch folder (e.g. the output of `gpt-scratch pretrain`)"
+    )
+    source.add_argument(
+        "--from-gpt2",
+        metavar="PATH_OR_HUB_ID",
+        help="a Hugging Face GPT-2 checkpoint, e.g. openai-community/gpt2",
+    )
+    model.add_argument(
+        "--trainable",
+        choices=TRAINABLE,
+        default="last-block",
+        help="what to train: the new head, the book's last block + final norm + head, or all (default: last-block)",
+    )
+    model.add_argument(
+        "--drop-rate",
+        type=float,
+        default=BOOK_DROP_RATE,
+        help=f"dropout (default: {BOOK_DROP_RATE}, the book's)",
+    )
+    model.add_argument(
+        "--lora-rank", type=int, default=None, help="train LoRA adapters of this rank (appendix E: 16)"
+    )
+    model.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--text-column", default=None, help="text column (default: Text for sms-spam, else text)"
+    )
+    data.add_argument(
+        "--label-column", default=None, help="label column (default: Label for sms-spam, else label)"
+    )
+    data.add_argument(
+        "--labels", default=None, help="comma-separated label names in id order (default: ham,spam or sorted)"
+    )
+    data.add_argument(
+        "--balance",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="undersample to equal classes (default: on for sms-spam only)",
+    )
+    data.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="pad/cut to this many tokens (default: longest training text)",
+    )
+    data.add_argument(
+        "--drop-invalid", action="store_true", help="drop rows with an empty text or unknown label"
+    )
+    data.add_argument("--positive-label", default=None, help="class for precision/recall/F1 (default: id 1)")
+    add_training_arguments(parser, book_training_config(output_dir=None))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.output_dir is None:
+        if args.resume:
+            raise SystemExit(
+                "gpt-scratch finetune-classifier: --resume needs --output-dir (the run to continue)"
+            )
+        args.output_dir = _same_on_every_process(f"runs/classifier-{time.strftime('%Y%m%d-%H%M%S')}")
+    label2id = {name.strip(): i for i, name in enumerate(args.labels.split(","))} if args.labels else None
+    result = finetune_classifier(
+        args.from_gpt2 or args.model,
+        args.data,
+        training_config_from_args(args),
+        from_gpt2=args.from_gpt2 is not None,
+        trainable=args.trainable,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        drop_rate=args.drop_rate,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        label2id=label2id,
+        balance=args.balance,
+        max_length=args.max_length,
+        drop_invalid=args.drop_invalid,
+        positive_label=args.positive_label,
+    )
+    if PartialState().is_main_process:
+        m = result.summary["metrics"]
+        print(
+            f"Done: test accuracy {m['test_accuracy'] * 100:.2f}%, precision {m['test_precision']:.3f}, "
+            f"recall {m['test_recall']:.3f}, F1 {m['test_f1']:.3f}, {result.summary['wall_time_s']:.1f} s. "
+            f"Saved to {result.output_dir}"
+        )
+    return 0
+
+
+def _same_on_every_process(value: str) -> str:
+    """The main process's value (a timestamped folder name must not differ between processes)."""
+    if PartialState().num_processes == 1:
+        return value
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def parameter_counts(config: GPTScratchConfig, lora_rank: int = 16, lora_alpha: float = 16) -> dict[str, int]:
+    """Trainable parameters of a classifier of `config` for each `--trainable` choice and LoRA (meta device)."""
+    from gpt_scratch.lora import add_lora
+
+    counts = {}
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = GPTScratchForSequenceClassification(config)
+        counts["total"] = sum(p.numel() for p in model.parameters())
+        for choice in TRAINABLE:
+            counts[choice] = set_trainable(model, choice)
+        counts["lora"] = count_trainable(add_lora(model, lora_rank, lora_alpha))
+    return counts
+
+
+__all__ = [
+    "TRAINABLE",
+    "book_training_config",
+    "load_classifier",
+    "set_trainable",
+    "count_trainable",
+    "predict",
+    "evaluate_classifier",
+    "classify",
+    "finetune_classifier",
+    "final_metrics",
+    "describe_data",
+    "parameter_counts",
+    "add_arguments",
+    "run",
+]
