@@ -1,0 +1,92 @@
+"""`gpt-scratch generate FOLDER --prompt ...`: text from any saved model folder, through transformers' generate().
+
+The folder is what `save_pretrained` wrote (a pretraining or fine-tuning run, or a Hub download): it is loaded
+with AutoModelForCausalLM and AutoTokenizer, and decoded with the model's KV cache. Temperature 0 is greedy
+decoding (the book's `generate` with temperature 0); otherwise sampling with temperature, top-k and top-p.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def load(folder: str | Path) -> tuple[Any, Any]:
+    """The model (eval mode) and tokenizer saved in `folder`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import gpt_scratch  # noqa: F401  (registers gpt_scratch with the Auto classes)
+    from gpt_scratch.tokenization_gpt_scratch import register_auto_tokenizer
+
+    register_auto_tokenizer()  # AutoTokenizer -> GPTScratchTokenizer for folders without remote code
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: no config.json here; give a folder written by save_pretrained")
+    # The installed package's classes, not the copies of its code saved in the folder (no remote code to trust).
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    return model.eval(), tokenizer
+
+
+def generate_text(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    max_new_tokens: int = 50,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+) -> str:
+    """The prompt followed by up to `max_new_tokens` generated tokens (stopping at end-of-text)."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
+    context_length = getattr(model.config, "context_length", None)
+    if context_length is not None and inputs.input_ids.shape[1] + max_new_tokens > context_length:
+        keep = max(1, context_length - max_new_tokens)  # crop the prompt from the left, as the book crops
+        inputs = {k: v[:, -keep:] for k, v in inputs.items()}
+    sampling = dict(do_sample=True, temperature=temperature, top_k=top_k or 0, top_p=top_p or 1.0)
+    with torch.no_grad():
+        out = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            **(sampling if temperature > 0 else dict(do_sample=False)),
+        )
+    return tokenizer.decode(out[0], skip_special_tokens=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="a folder written by save_pretrained (e.g. a run folder)")
+    parser.add_argument("--prompt", default="Every effort moves you", help="text to continue")
+    parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate (default: 50)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default); > 0: sample")
+    parser.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens")
+    parser.add_argument(
+        "--top-p", type=float, default=None, help="sample from the smallest set with this mass"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
+
+
+def run(args: argparse.Namespace) -> int:
+    model, tokenizer = load(args.folder)
+    print(
+        generate_text(
+            model,
+            tokenizer,
+            args.prompt,
+            args.max_new_tokens,
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            args.seed,
+        )
+    )
+    return 0

@@ -1,0 +1,211 @@
+"""Pretraining (chapter 5): a text corpus -> windows -> the shared training loop -> a saved model folder.
+
+With no arguments it is the book's chapter 5 run: `GPT_CONFIG_124M` with a context of 256 tokens, trained on
+"The Verdict" for 10 epochs, batch size 2, AdamW (lr 4e-4, weight decay 0.1), evaluated every 5 steps over 5
+batches, a 90/10 train/validation split, seed 123, and the sample "Every effort moves you" after each epoch.
+
+    gpt-scratch pretrain                                   # the book's run
+    gpt-scratch pretrain 'corpus/*.txt' --preset gpt2-small --context-length 1024 --output-dir runs/mine
+    accelerate launch --multi_gpu --num_processes 2 scripts/pretrain.py --output-dir runs/ddp
+    torchrun --nproc_per_node 2 scripts/pretrain.py --output-dir runs/ddp
+
+From Python, `pretrain(...)` does the same and returns the loop's `TrainResult`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, set_seed
+
+from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
+from gpt_scratch.data.corpora import CORPORA, sha256_file
+from gpt_scratch.data.pretraining import Source, build_pretraining_datasets, expand_files
+from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
+from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+from gpt_scratch.training import (
+    CausalLMTask,
+    TrainingConfig,
+    TrainResult,
+    add_training_arguments,
+    train,
+    training_config_from_args,
+)
+
+BOOK_PRESET = "GPT_CONFIG_124M"
+BOOK_CONTEXT_LENGTH = 256
+START_CONTEXT = "Every effort moves you"
+
+
+def pretrain(
+    corpus: Source = "the-verdict",
+    training: TrainingConfig | None = None,
+    *,
+    model_config: GPTScratchConfig | None = None,
+    preset: str | None = None,
+    context_length: int | None = None,
+    stride: int | None = None,
+    train_ratio: float = 0.9,
+    tokenizer: Any = None,
+    start_context: str | None = START_CONTEXT,
+    max_new_tokens: int = 50,
+    text_column: str = "text",
+    cache_dir: str | os.PathLike | None = None,
+) -> TrainResult:
+    """Pretrain a fresh model on `corpus` (a corpus name, file(s), folder, glob or a datasets.Dataset).
+
+    The model is `model_config` if given, else `preset`'s (default GPT_CONFIG_124M) with the book's context of
+    256 tokens; `context_length` overrides either. `preset` is recorded in the summary.
+    Windows are `context_length` tokens with `stride` (default: context_length) and targets shifted by one.
+    """
+    training = training or TrainingConfig()
+    tokenizer = tokenizer or GPTScratchTokenizer()
+    if model_config is None:
+        preset = preset or BOOK_PRESET
+        model_config = GPTScratchConfig.from_preset(preset, context_length=BOOK_CONTEXT_LENGTH)
+    if context_length is not None:
+        model_config.context_length = context_length
+    with PartialState().main_process_first():  # the main process tokenizes (and fills any cache) first
+        splits = build_pretraining_datasets(
+            corpus,
+            tokenizer,
+            max_length=model_config.context_length,
+            stride=stride,
+            train_ratio=train_ratio,
+            text_column=text_column,
+            cache_dir=cache_dir,
+        )
+    set_seed(training.seed)  # the book's torch.manual_seed(123) before the model is made
+    model = GPTScratchForCausalLM(model_config)
+    return train(
+        model,
+        splits["train"],
+        splits.get("validation"),
+        training,
+        CausalLMTask(start_context=start_context, max_new_tokens=max_new_tokens),
+        tokenizer,
+        base_model=None,
+        datasets=describe_corpus(corpus),
+        extra_hyperparameters={
+            "preset": preset,
+            "context_length": model_config.context_length,
+            "stride": stride or model_config.context_length,
+            "train_ratio": train_ratio,
+            "train_windows": len(splits["train"]),
+            "val_windows": len(splits["validation"]) if "validation" in splits else 0,
+        },
+    )
+
+
+def describe_corpus(corpus: Source) -> list[dict[str, Any]]:
+    """[{"name", "file", "sha256"}] for each file of the corpus (a Dataset: its name, no file)."""
+    if hasattr(corpus, "column_names"):
+        return [
+            {
+                "name": getattr(getattr(corpus, "info", None), "dataset_name", None) or "dataset",
+                "file": None,
+                "sha256": None,
+            }
+        ]
+    described = []
+    for path in expand_files(corpus):
+        name = next((c.name for c in CORPORA.values() if c.filename == path.name), path.stem)
+        described.append({"name": name, "file": path.name, "sha256": sha256_file(path)})
+    return described
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The `gpt-scratch pretrain` verb
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "corpus",
+        nargs="*",
+        default=["the-verdict"],
+        help="corpus name (the-verdict), text file(s), folder of *.txt or glob (default: the-verdict)",
+    )
+    model = parser.add_argument_group("model")
+    source = model.add_mutually_exclusive_group()
+    source.add_argument(
+        "--preset", default=BOOK_PRESET, choices=list(PRESETS), help=f"model size (default: {BOOK_PRESET})"
+    )
+    source.add_argument("--config", help="model configuration: a JSON file or a folder with config.json")
+    model.add_argument(
+        "--context-length",
+        type=int,
+        default=None,
+        help=f"context length (default: {BOOK_CONTEXT_LENGTH} with a preset, the config's own with --config)",
+    )
+    model.add_argument(
+        "--drop-rate", type=float, default=None, help="dropout rate (default: the preset's, 0.1)"
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--stride", type=int, default=None, help="window stride (default: the context length)")
+    data.add_argument("--train-ratio", type=float, default=0.9, help="train share of the text (default: 0.9)")
+    data.add_argument("--cache-dir", default=None, help="where to cache the tokenized corpus")
+    sample = parser.add_argument_group("sample")
+    sample.add_argument(
+        "--start-context",
+        default=START_CONTEXT,
+        help=f"prompt of the sample after each epoch (default: {START_CONTEXT!r})",
+    )
+    sample.add_argument("--max-new-tokens", type=int, default=50, help="tokens of that sample (default: 50)")
+    add_training_arguments(parser, TrainingConfig(output_dir=None))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.output_dir is None:
+        if args.resume:
+            raise SystemExit("gpt-scratch pretrain: --resume needs --output-dir (the run folder to continue)")
+        args.output_dir = _same_on_every_process(f"runs/pretrain-{time.strftime('%Y%m%d-%H%M%S')}")
+    training = training_config_from_args(args)
+    if args.config:
+        path = Path(args.config)
+        model_config = (
+            GPTScratchConfig.from_pretrained(path)
+            if path.is_dir()
+            else GPTScratchConfig(**json.loads(path.read_text()))
+        )
+        context_length = args.context_length
+    else:
+        model_config = GPTScratchConfig.from_preset(args.preset)
+        context_length = args.context_length or BOOK_CONTEXT_LENGTH
+    if args.drop_rate is not None:
+        model_config.drop_rate = args.drop_rate
+    corpus = args.corpus[0] if len(args.corpus) == 1 else args.corpus
+    result = pretrain(
+        corpus,
+        training,
+        model_config=model_config,
+        preset=None if args.config else args.preset,
+        context_length=context_length,
+        stride=args.stride,
+        train_ratio=args.train_ratio,
+        start_context=args.start_context,
+        max_new_tokens=args.max_new_tokens,
+        cache_dir=args.cache_dir,
+    )
+    if PartialState().is_main_process:
+        m = result.summary["metrics"]
+        print(
+            f"Done: train loss {m.get('train_loss', float('nan')):.3f}, val loss {m.get('val_loss', float('nan')):.3f}, "
+            f"{result.summary['tokens_seen']:,} tokens seen, {result.summary['wall_time_s']:.1f} s. Saved to {result.output_dir}"
+        )
+    return 0
+
+
+def _same_on_every_process(value: str) -> str:
+    """The main process's value (a timestamped folder name must not differ between processes)."""
+    state = PartialState()
+    if state.num_processes == 1:
+        return value
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]

@@ -1,0 +1,717 @@
+"""The one training loop, shared by pretraining (ch. 5), classification (ch. 6) and instruction (ch. 7) fine-tuning.
+
+The book's `train_model_simple` on `accelerate`: the same loop runs on a CPU, a GPU, several GPUs or nodes
+(`accelerate launch`, `torchrun`), with mixed precision, gradient accumulation and clipping, and can be killed and
+resumed mid-epoch to the same weights. A workflow hands it a model, its datasets and a `Task` that says how to
+compute the loss of a batch:
+
+    task = CausalLMTask(start_context="Every effort moves you")       # or ClassificationTask(), or your own
+    config = TrainingConfig(output_dir="runs/x", num_epochs=10, learning_rate=4e-4, weight_decay=0.1)
+    result = train(model, train_dataset, val_dataset, config, task, tokenizer)
+
+`train` evaluates train and validation loss (and the task's metrics) every `eval_freq` optimizer steps over
+`eval_iter` batches, as the book's `evaluate_model`; prints a sample after each epoch; logs to `metrics.jsonl`,
+`metrics.csv` and accelerate's trackers; checkpoints atomically; and at the end writes into `output_dir` the
+model and tokenizer (`save_pretrained`), `loss.png` and `training_summary.json` (see `TrainResult.summary`).
+
+Batches: with `collate_fn=None` a dataset is used as is (a `datasets.Dataset` in torch format: equal-length
+columns, e.g. the pretraining windows {input_ids, target_ids}); pass a `collate_fn` for padding (ch. 6, 7).
+`batch_size` is per process: the global batch is `batch_size * num_processes * gradient_accumulation_steps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from gpt_scratch.generation import generate_text_simple, text_to_token_ids, token_ids_to_text
+from gpt_scratch.plotting import plot_losses, plot_values
+
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_MARKER = "latest"
+TRAINER_STATE = "trainer_state.json"
+SUMMARY_FILE = "training_summary.json"
+
+
+@dataclass
+class TrainingConfig:
+    """Every knob of the loop. Defaults are the book's chapter 5 run (batch 2, AdamW lr 4e-4, weight decay 0.1)."""
+
+    output_dir: str = "runs/train"
+    num_epochs: int = 10
+    max_steps: int | None = None  # stop after this many optimizer steps, whatever num_epochs says
+    batch_size: int = 2  # per process
+    eval_batch_size: int | None = None  # default: batch_size
+    learning_rate: float = 4e-4  # the peak learning rate when warming up
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    lr_schedule: str = (
+        "constant"  # "constant" or "cosine" (cosine decay to min_lr after the warmup, appendix D)
+    )
+    warmup_steps: int = 0  # linear warmup from 0 to learning_rate over this many optimizer steps
+    min_lr: float = 0.0
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float | None = None  # clip the gradient norm (appendix D: 1.0); None: no clipping (ch. 5)
+    eval_freq: int = (
+        5  # evaluate after the first optimizer step and every eval_freq steps after (as the book)
+    )
+    eval_iter: int | None = 5  # batches per evaluation; None: the whole loaders
+    final_eval_iter: int | None = (
+        None  # batches for the final metrics in the summary; None: the whole loaders
+    )
+    seed: int = 123
+    mixed_precision: str = "no"  # "no", "bf16", "fp16" (fp16 needs a GPU)
+    shuffle: bool = True  # shuffle the training set (each epoch, seeded: resumable)
+    drop_last: bool = True  # drop the last incomplete training batch (the book's train_loader)
+    num_workers: int = 0
+    checkpoint_every: int | None = (
+        None  # optimizer steps between checkpoints; a checkpoint is always made at the end
+    )
+    resume: bool = False  # continue from output_dir/checkpoints/latest
+    log_with: str | None = None  # accelerate tracker: "tensorboard", "wandb", "all", ...
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(
+                f"TrainingConfig.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+            )
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(
+                f"TrainingConfig.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}"
+            )
+        for name in ("num_epochs", "batch_size", "gradient_accumulation_steps", "eval_freq"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainingConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_steps", "eval_iter", "final_eval_iter", "checkpoint_every", "eval_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"TrainingConfig.{name} must be >= 1 or None, got {value}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tasks: what a batch's loss (and metrics, and a sample) is
+
+
+class Task:
+    """How the loop turns a batch into a loss. Subclass it and override what your workflow needs.
+
+    - `loss(model, batch)`: a scalar tensor to minimise (required).
+    - `metrics(model, batch)`: `{name: (numerator, denominator)}`; the loop sums both over batches and processes
+      and reports numerator / denominator (accuracy: (correct, examples)). Called with the model in eval mode.
+    - `sample(model, tokenizer)`: text printed after each epoch (the model is unwrapped and in eval mode).
+    - `num_tokens(batch)`: the tokens a batch feeds the model, for "tokens seen".
+    - `derived_metrics(metrics)`: extra final metrics computed from the others (e.g. perplexity).
+    """
+
+    name: str = "task"
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def metrics(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, tuple[Any, Any]]:
+        return {}
+
+    def sample(self, model: torch.nn.Module, tokenizer: Any) -> str | None:
+        return None
+
+    def num_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["input_ids"].numel())
+
+    def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        return {}
+
+
+class CausalLMTask(Task):
+    """Next-token prediction on batches of {input_ids, target_ids} with pre-shifted targets (ch. 5 and 7).
+
+    The loss is the book's `calc_loss_batch`: cross-entropy of `model(input_ids).logits` against `target_ids`,
+    positions with -100 ignored. The sample is the book's `generate_and_print_sample`: greedy decoding of
+    `max_new_tokens` tokens after `start_context` (a prompt formatted by the workflow, for instructions).
+    """
+
+    def __init__(
+        self,
+        start_context: str | None = "Every effort moves you",
+        max_new_tokens: int = 50,
+        name: str = "pretraining",
+    ):
+        self.start_context = start_context
+        self.max_new_tokens = max_new_tokens
+        self.name = name
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(input_ids=batch["input_ids"]).logits  # (B, T, vocab)
+        return F.cross_entropy(logits.flatten(0, 1).float(), batch["target_ids"].flatten(), ignore_index=-100)
+
+    def sample(self, model: torch.nn.Module, tokenizer: Any) -> str | None:
+        if tokenizer is None or not self.start_context:
+            return None
+        device = next(model.parameters()).device
+        idx = text_to_token_ids(self.start_context, tokenizer).to(device)
+        out = generate_text_simple(model, idx, self.max_new_tokens, context_size=model.config.context_length)
+        return token_ids_to_text(out, tokenizer).replace("\n", " ")  # compact print format, as the book
+
+    def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        return {"perplexity": math.exp(min(metrics["val_loss"], 50.0))} if "val_loss" in metrics else {}
+
+
+class ClassificationTask(Task):
+    """Sequence classification on batches of {input_ids, attention_mask?, labels} (ch. 6).
+
+    The loss is the classifier's own (`model(..., labels=labels).loss`, cross-entropy of the last real token's
+    logits); the metric is accuracy from the argmax of those logits, as the book's `calc_accuracy_loader`.
+    """
+
+    name = "classification"
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(
+            input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), labels=batch["labels"]
+        ).loss
+
+    def metrics(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, tuple[Any, Any]]:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+        correct = (logits.argmax(dim=-1) == batch["labels"]).sum()
+        return {"accuracy": (correct, batch["labels"].numel())}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Result
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns: the trained (unwrapped) model, the metric history and the summary it wrote."""
+
+    model: torch.nn.Module
+    history: list[dict[str, Any]]
+    summary: dict[str, Any]
+    output_dir: Path
+    accelerator: Accelerator | None = field(default=None, repr=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(
+    model: torch.nn.Module,
+    train_dataset: Any,
+    val_dataset: Any | None,
+    config: TrainingConfig,
+    task: Task,
+    tokenizer: Any = None,
+    *,
+    test_dataset: Any | None = None,
+    collate_fn: Callable | None = None,
+    base_model: str | None = None,
+    datasets: list[dict[str, Any]] | None = None,
+    extra_hyperparameters: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train `model` on `train_dataset` with `task`'s loss; see the module docstring for what it writes.
+
+    `test_dataset`, when given, is evaluated once at the end (loss and the task's metrics -> `test_*` in the
+    summary). `base_model` and `datasets` ([{"name", "file", "sha256"}]) go into `training_summary.json`,
+    `extra_hyperparameters` (e.g. the model preset) into its "hyperparameters".
+    """
+    start_time = time.time()
+    output_dir = Path(config.output_dir)
+    if config.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ValueError(
+            "mixed_precision='fp16' needs a GPU (fp16 autocast with a grad scaler); on CPU use 'bf16'"
+        )
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=config.log_with,
+        project_dir=str(output_dir),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(config.seed)  # before the loaders are prepared: the seedable sampler takes its seed from here
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    eval_batch_size = config.eval_batch_size or config.batch_size
+    loader_kwargs = dict(collate_fn=collate_fn, num_workers=config.num_workers)
+    train_dataset, val_dataset, test_dataset = (
+        _torch_format(d) for d in (train_dataset, val_dataset, test_dataset)
+    )
+    train_loader = DataLoader(
+        train_dataset, config.batch_size, shuffle=config.shuffle, drop_last=config.drop_last, **loader_kwargs
+    )
+    # The train loss is evaluated on the first eval_iter batches of an unshuffled loader: the same batches every
+    # time, and no draw from the training loader's random state (which resuming must reproduce exactly).
+    train_eval_loader = DataLoader(train_dataset, eval_batch_size, shuffle=False, **loader_kwargs)
+    val_loader = (
+        DataLoader(val_dataset, eval_batch_size, shuffle=False, **loader_kwargs) if val_dataset else None
+    )
+    test_loader = (
+        DataLoader(test_dataset, eval_batch_size, shuffle=False, **loader_kwargs) if test_dataset else None
+    )
+    if len(train_loader) == 0:
+        raise ValueError(
+            f"The training set ({len(train_dataset)} examples) makes no batch of {config.batch_size}"
+            + (" with drop_last=True" if config.drop_last else "")
+        )
+
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        betas=(config.adam_beta1, config.adam_beta2),
+    )
+    model, optimizer, train_loader, train_eval_loader = accelerator.prepare(
+        model, optimizer, train_loader, train_eval_loader
+    )
+    val_loader = accelerator.prepare(val_loader) if val_loader is not None else None
+    test_loader = accelerator.prepare(test_loader) if test_loader is not None else None
+
+    steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
+    total_steps = config.num_epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    # Stepped by hand once per optimizer step (accelerate's prepared scheduler steps num_processes times per step).
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
+    accelerator.register_for_checkpointing(scheduler)
+
+    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "tokens_seen": 0, "wall_time_s": 0.0}
+    history: list[dict[str, Any]] = []
+    if config.resume:
+        checkpoint = latest_checkpoint(output_dir)
+        if checkpoint is None:
+            accelerator.print(f"No checkpoint in {output_dir / CHECKPOINTS_DIR}: starting from scratch")
+        else:
+            accelerator.load_state(str(checkpoint))
+            saved = json.loads((checkpoint / TRAINER_STATE).read_text())
+            state, history = saved["state"], saved["history"]
+            accelerator.print(f"Resumed from {checkpoint} (step {state['step']}, epoch {state['epoch'] + 1})")
+    if accelerator.is_main_process:
+        _write_metric_logs(output_dir, history, rewrite=True)
+
+    hyperparameters = {**dataclasses.asdict(config), **(extra_hyperparameters or {})}
+    unwrapped_config = getattr(accelerator.unwrap_model(model), "config", None)
+    if unwrapped_config is not None:
+        hyperparameters["model_config"] = unwrapped_config.to_diff_dict()
+    if config.log_with:
+        accelerator.init_trackers("gpt_scratch", config=_flat_scalars(hyperparameters))
+
+    def evaluate_now(num_batches: int | None) -> dict[str, float]:
+        """The book's evaluate_model: train and validation loss (and metrics) over num_batches, model in eval."""
+        model.eval()
+        results = evaluate(model, train_eval_loader, task, accelerator, num_batches, prefix="train_")
+        if val_loader is not None:
+            results |= evaluate(model, val_loader, task, accelerator, num_batches, prefix="val_")
+        model.train()
+        return results
+
+    progress = tqdm(
+        total=total_steps,
+        initial=state["step"],
+        desc="Training",
+        disable=not (accelerator.is_main_process and config.progress_bar),
+        dynamic_ncols=True,
+    )
+    write = progress.write if not progress.disable else accelerator.print
+    run_start, local_tokens = time.time(), 0
+    interval_start, interval_tokens = time.time(), state["tokens_seen"]  # throughput since the last eval
+    last_checkpoint_step = state["step"] if config.resume else -1
+    model.train()
+    while state["epoch"] < config.num_epochs and state["step"] < total_steps:
+        train_loader.set_epoch(state["epoch"])
+        loader = train_loader
+        if state["batches_in_epoch"]:
+            loader = accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = task.loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            state["batches_in_epoch"] += 1
+            local_tokens += task.num_tokens(batch)
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state["step"] += 1
+            state["tokens_seen"] += _sum_over_processes(local_tokens, accelerator)
+            local_tokens = 0
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+
+            if (state["step"] - 1) % config.eval_freq == 0:
+                interval_s = time.time() - interval_start
+                results = evaluate_now(config.eval_iter)
+                record = {
+                    "step": state["step"],
+                    "epoch": state["epoch"] + 1,
+                    "tokens_seen": state["tokens_seen"],
+                    "lr": scheduler.get_last_lr()[0],
+                    **results,
+                    "tokens_per_s": (state["tokens_seen"] - interval_tokens) / max(interval_s, 1e-9),
+                    "elapsed_s": state["wall_time_s"] + time.time() - run_start,
+                }
+                history.append(record)
+                write(_format_record(record))
+                if accelerator.is_main_process:
+                    _write_metric_logs(output_dir, [record])
+                if config.log_with:
+                    accelerator.log({k: v for k, v in record.items() if k != "step"}, step=state["step"])
+                interval_start, interval_tokens = time.time(), state["tokens_seen"]
+
+            if state["batches_in_epoch"] == len(train_loader):
+                state["epoch"], state["batches_in_epoch"] = state["epoch"] + 1, 0  # this step ended the epoch
+            if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
+                state["wall_time_s"] += time.time() - run_start
+                run_start = time.time()
+                save_checkpoint(accelerator, output_dir, state, history)
+                interval_start += time.time() - run_start  # checkpoint time is not training time
+                last_checkpoint_step = state["step"]
+            if state["step"] >= total_steps:
+                break
+        else:  # the loader ran out (an epoch that ended without a sync can only be the last partial one)
+            if state["batches_in_epoch"]:
+                state["epoch"], state["batches_in_epoch"] = state["epoch"] + 1, 0
+        _print_sample(model, tokenizer, task, accelerator, write)
+    progress.close()
+
+    state["wall_time_s"] += time.time() - run_start
+    if last_checkpoint_step != state["step"]:
+        save_checkpoint(accelerator, output_dir, state, history)
+
+    # Final metrics, the saved folder and the summary.
+    final = evaluate_now(config.final_eval_iter)
+    if test_loader is not None:
+        model.eval()
+        final |= evaluate(model, test_loader, task, accelerator, None, prefix="test_")
+    final |= task.derived_metrics(final)
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    state_dict = accelerator.get_state_dict(model)
+    summary = _summary(
+        task,
+        base_model,
+        datasets,
+        hyperparameters,
+        final,
+        state,
+        unwrapped,
+        steps_per_epoch,
+        history,
+        start_time,
+    )
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(output_dir, state_dict=state_dict)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
+        summary["plots"] = _plot_history(history, output_dir)
+        write_summary(output_dir, summary)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if accelerator.num_processes == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)  # lets a process call train() again (tests)
+    return TrainResult(unwrapped, history, summary, output_dir, accelerator)
+
+
+def lr_lambda(config: TrainingConfig, total_steps: int) -> Callable[[int], float]:
+    """The learning-rate multiplier after `step` optimizer steps: linear warmup, then constant or cosine decay to
+    min_lr (appendix D's schedule, with the warmup starting from 0)."""
+    warmup, min_ratio = (
+        config.warmup_steps,
+        config.min_lr / config.learning_rate if config.learning_rate else 0.0,
+    )
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.lr_schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return multiplier
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    task: Task,
+    accelerator: Accelerator,
+    num_batches: int | None = None,
+    prefix: str = "",
+) -> dict[str, float]:
+    """The book's calc_loss_loader (mean batch loss over the first num_batches) plus the task's metrics, summed
+    over every process. The caller sets eval mode."""
+    totals = torch.zeros(2, device=accelerator.device, dtype=torch.float64)  # loss sum, batches
+    metric_totals: dict[str, torch.Tensor] = {}
+    for i, batch in enumerate(loader):
+        if num_batches is not None and i >= num_batches:
+            break
+        totals += torch.tensor(
+            [task.loss(model, batch).item(), 1.0], device=totals.device, dtype=torch.float64
+        )
+        for name, (num, den) in task.metrics(model, batch).items():
+            pair = torch.tensor([float(num), float(den)], device=totals.device, dtype=torch.float64)
+            metric_totals[name] = metric_totals.get(name, torch.zeros_like(pair)) + pair
+    names = sorted(metric_totals)
+    stacked = torch.stack([totals, *(metric_totals[n] for n in names)])
+    if accelerator.num_processes > 1:
+        stacked = accelerator.reduce(stacked, reduction="sum")
+    results = {f"{prefix}loss": (stacked[0, 0] / stacked[0, 1]).item() if stacked[0, 1] else float("nan")}
+    for row, name in zip(stacked[1:], names, strict=True):
+        results[f"{prefix}{name}"] = (row[0] / row[1]).item() if row[1] else float("nan")
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints: save_state into a temporary folder, renamed into place when complete; `latest` names the newest.
+
+
+def save_checkpoint(
+    accelerator: Accelerator, output_dir: Path, state: dict[str, Any], history: list[dict[str, Any]]
+) -> Path:
+    """Write checkpoints/step-NNNNNN atomically: a crash while writing leaves the previous checkpoint intact."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    name = f"step-{state['step']:06d}"
+    final, tmp = root / name, root / f".tmp-{name}"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # debris of a crash while writing
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))  # every process writes its random states; the main one the rest
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / TRAINER_STATE).write_text(json.dumps({"state": state, "history": history}, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        marker_tmp = root / f".{LATEST_MARKER}.tmp"
+        marker_tmp.write_text(name + "\n")
+        os.replace(marker_tmp, root / LATEST_MARKER)
+        for old in root.glob("step-*"):  # keep only the newest complete checkpoint
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint `latest` names, else the newest complete step-* folder, else None."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    marker = root / LATEST_MARKER
+    if marker.is_file():
+        candidate = root / marker.read_text().strip()
+        if (candidate / TRAINER_STATE).is_file():
+            return candidate
+    complete = sorted(p for p in root.glob("step-*") if (p / TRAINER_STATE).is_file())
+    return complete[-1] if complete else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Logs, plots, summary
+
+
+def write_summary(output_dir: str | os.PathLike, summary: dict[str, Any]) -> Path:
+    """Write training_summary.json, then the model card when the `hub_card` package offers `write_model_card`."""
+    path = Path(output_dir) / SUMMARY_FILE
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    try:
+        from hub_card import write_model_card
+    except ImportError:
+        return path
+    write_model_card(output_dir)
+    return path
+
+
+def update_summary(
+    output_dir: str | os.PathLike, metrics: dict[str, Any] | None = None, **fields: Any
+) -> dict:
+    """Merge metrics measured after `train` (e.g. a judge score) into training_summary.json and re-render."""
+    path = Path(output_dir) / SUMMARY_FILE
+    summary = json.loads(path.read_text())
+    summary["metrics"].update(metrics or {})
+    summary.update(fields)
+    write_summary(output_dir, summary)
+    return summary
+
+
+def _summary(
+    task, base_model, datasets, hyperparameters, final, state, model, steps_per_epoch, history, start
+):
+    parameters = list(model.parameters())
+    return {
+        "task": task.name,
+        "base_model": base_model,
+        "datasets": list(datasets or []),
+        "hyperparameters": hyperparameters,
+        "metrics": final,
+        "tokens_seen": int(state["tokens_seen"]),
+        "steps": int(state["step"]),
+        "epochs": round(state["step"] / steps_per_epoch, 4),
+        "wall_time_s": round(state["wall_time_s"], 3),
+        "total_time_s": round(time.time() - start, 3),
+        "parameters": {
+            "total": sum(p.numel() for p in parameters),
+            "trainable": sum(p.numel() for p in parameters if p.requires_grad),
+        },
+        "plots": [],
+    }
+
+
+def _plot_history(history: list[dict[str, Any]], output_dir: Path) -> list[str]:
+    if not history:
+        return []
+    steps = [r["step"] for r in history]
+    tokens = [r["tokens_seen"] for r in history]
+    column = lambda key: [r.get(key, float("nan")) for r in history]  # noqa: E731
+    plots = [
+        plot_losses(steps, tokens, column("train_loss"), column("val_loss"), output_dir / "loss.png").name
+    ]
+    for key in sorted(history[-1]):
+        if key.startswith("train_") and key != "train_loss":
+            metric = key.removeprefix("train_")
+            path = output_dir / f"{metric}.png"
+            plots.append(
+                plot_values(steps, tokens, column(key), column(f"val_{metric}"), path, label=metric).name
+            )
+    return plots
+
+
+def _write_metric_logs(output_dir: Path, records: list[dict[str, Any]], rewrite: bool = False) -> None:
+    """Append records to metrics.jsonl (rewrite=True: replace the file) and rewrite metrics.csv from it."""
+    jsonl = output_dir / "metrics.jsonl"
+    with jsonl.open("w" if rewrite else "a") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with (output_dir / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _format_record(r: dict[str, Any]) -> str:
+    """The book's line, "Ep 1 (Step 000000): Train loss 9.817, Val loss 9.924", plus tokens and speed."""
+    metrics = ", ".join(
+        f"{k.replace('_', ' ').capitalize()} {v:.3f}"
+        for k, v in r.items()
+        if k.startswith(("train_", "val_")) and isinstance(v, float)
+    )
+    return (
+        f"Ep {r['epoch']} (Step {r['step'] - 1:06d}): {metrics}, "
+        f"Tokens seen {r['tokens_seen']:,}, {r['tokens_per_s']:,.0f} tokens/s"
+    )
+
+
+def _print_sample(model, tokenizer, task: Task, accelerator: Accelerator, write: Callable) -> None:
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    with torch.no_grad(), accelerator.autocast():
+        text = task.sample(unwrapped, tokenizer)
+    model.train()
+    if text is not None:
+        write(text)
+
+
+def _sum_over_processes(value: int, accelerator: Accelerator) -> int:
+    if accelerator.num_processes == 1:
+        return int(value)
+    return int(accelerator.reduce(torch.tensor(value, device=accelerator.device), reduction="sum").item())
+
+
+def _torch_format(dataset: Any) -> Any:
+    """A datasets.Dataset yields tensors; anything else (a torch Dataset, a list) is used as it is."""
+    return dataset.with_format("torch") if hasattr(dataset, "with_format") else dataset
+
+
+def _flat_scalars(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Trackers (TensorBoard's hparams) accept only scalars: flatten nested dicts, stringify the rest."""
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat |= _flat_scalars(v, f"{prefix}{k}.")
+        elif isinstance(v, (int, float, str, bool)):
+            flat[f"{prefix}{k}"] = v
+        elif v is not None:
+            flat[f"{prefix}{k}"] = str(v)
+    return flat
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command-line flags for every TrainingConfig field, shared by the workflows' verbs
+
+_FLAG_HELP = {
+    "output_dir": "run folder: model, tokenizer, logs, plots, checkpoints",
+    "num_epochs": "passes over the training set",
+    "max_steps": "stop after this many optimizer steps",
+    "batch_size": "examples per batch and process",
+    "learning_rate": "AdamW learning rate (the peak when warming up)",
+    "lr_schedule": "'constant' or 'cosine' (cosine decay to --min-lr after the warmup, appendix D)",
+    "warmup_steps": "linear learning-rate warmup steps",
+    "max_grad_norm": "clip the gradient norm to this (appendix D: 1.0)",
+    "eval_freq": "evaluate every this many optimizer steps",
+    "eval_iter": "batches per evaluation ('none': all)",
+    "final_eval_iter": "batches for the final metrics ('none': all)",
+    "mixed_precision": "'no', 'bf16' or 'fp16' (GPU)",
+    "checkpoint_every": "save a resumable checkpoint every this many optimizer steps",
+    "resume": "continue from OUTPUT_DIR/checkpoints/latest",
+    "log_with": "accelerate tracker, e.g. tensorboard or wandb",
+}
+_FLAG_CHOICES = {"lr_schedule": ["constant", "cosine"], "mixed_precision": ["no", "bf16", "fp16"]}
+_FLAG_ALIASES = {"num_epochs": ["--epochs"], "learning_rate": ["--lr"]}
+
+
+def add_training_arguments(parser: Any, defaults: TrainingConfig | None = None) -> None:
+    """Add a --flag for every TrainingConfig field (--num-epochs, --learning-rate, ...) with `defaults`' values."""
+    defaults = defaults or TrainingConfig()
+    group = parser.add_argument_group("training")
+    for f in dataclasses.fields(TrainingConfig):
+        value = getattr(defaults, f.name)
+        flags = [f"--{f.name.replace('_', '-')}", *_FLAG_ALIASES.get(f.name, [])]
+        help_text = f"{_FLAG_HELP.get(f.name, f.name.replace('_', ' '))} (default: {value})"
+        if isinstance(value, bool):
+            group.add_argument(
+                *flags, dest=f.name, action=argparse.BooleanOptionalAction, default=value, help=help_text
+            )
+            continue
+        type_name = str(f.type).replace(" | None", "")
+        kind = {"int": int, "float": float, "str": str}[type_name]
+        parse = _optional(kind) if "None" in str(f.type) else kind
+        choices = _FLAG_CHOICES.get(f.name)
+        group.add_argument(*flags, dest=f.name, type=parse, default=value, choices=choices, help=help_text)
+
+
+def training_config_from_args(args: Any) -> TrainingConfig:
+    """The TrainingConfig of parsed flags added by `add_training_arguments`."""
+    return TrainingConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingConfig)})
+
+
+def _optional(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null", "") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
