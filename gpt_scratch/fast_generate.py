@@ -1,0 +1,141 @@
+"""Lean decoding for GPTScratchForCausalLM: a preallocated (static) KV cache and a plain loop.
+
+``model.generate()`` of transformers is general: logits processors, stopping criteria, a growing cache, an output
+object per step. For plain greedy decoding or temperature / top-k sampling this module does the same job with less
+work per token:
+
+- the prompt runs once (prefill) and fills a cache allocated once for prompt + new tokens;
+- each new token runs alone through the blocks, writing its keys and values into the cache in place;
+- the output head is computed for the last position only;
+- the generated ids go into one preallocated (batch, prompt + new) tensor.
+
+Greedy decoding gives exactly the tokens of ``model.generate(do_sample=False)`` (``tests/test_fast_generate.py``).
+
+    out = generate_fast(model, input_ids, max_new_tokens=200)  # (batch, prompt + 200)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchModel
+
+
+class StaticKVCache:
+    """Keys and values of every layer in two buffers of shape (n_layers, B, n_heads, max_length, head_dim).
+
+    ``update(k, v, layer_idx)`` is what ``MultiHeadAttention`` calls: it writes the new keys/values at positions
+    ``length ...`` and returns views of everything stored so far. ``advance(n)`` moves ``length`` on once all layers
+    have seen the ``n`` new tokens.
+    """
+
+    def __init__(
+        self,
+        n_layers: int,
+        batch_size: int,
+        n_heads: int,
+        max_length: int,
+        head_dim: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ):
+        shape = (n_layers, batch_size, n_heads, max_length, head_dim)
+        self.keys = torch.empty(shape, dtype=dtype, device=device)
+        self.values = torch.empty(shape, dtype=dtype, device=device)
+        self.max_length = max_length
+        self.length = 0  # tokens stored in every layer
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + k.shape[2]
+        if end > self.max_length:
+            raise ValueError(f"StaticKVCache holds {self.max_length} tokens, asked to store {end}")
+        self.keys[layer_idx, :, :, self.length : end] = k
+        self.values[layer_idx, :, :, self.length : end] = v
+        return self.keys[layer_idx, :, :, :end], self.values[layer_idx, :, :, :end]  # (B, nh, S, hd)
+
+    def advance(self, num_tokens: int) -> None:
+        self.length += num_tokens
+
+
+def forward_with_static_cache(
+    backbone: GPTScratchModel, input_ids: torch.Tensor, cache: StaticKVCache
+) -> torch.Tensor:
+    """Hidden states (B, T, emb_dim) of ``input_ids`` placed after the ``cache.length`` tokens already cached.
+
+    No padding, no attention mask: the prompt attends causally (SDPA's ``is_causal``), a single new token attends
+    to the whole cache. Uses the model's own blocks, so it computes exactly what ``GPTScratchModel`` computes.
+    """
+    start, num_tokens = cache.length, input_ids.shape[1]
+    positions = torch.arange(start, start + num_tokens, device=input_ids.device)
+    x = backbone.tok_emb(input_ids) + backbone.pos_emb(positions)  # (B, T, emb_dim); dropout is off in eval
+    for layer_idx, block in enumerate(backbone.trf_blocks):
+        x = block(x, None, is_causal=start == 0, cache=cache, layer_idx=layer_idx)
+    cache.advance(num_tokens)
+    return backbone.final_norm(x)
+
+
+def _next_token(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
+    """(B, vocab) logits -> (B,) ids: argmax when temperature is 0, else top-k filtered sampling (the book's)."""
+    if temperature == 0.0:
+        return logits.argmax(dim=-1)
+    if top_k is not None:
+        top_logits, _ = torch.topk(logits, min(top_k, logits.shape[-1]))
+        logits = logits.masked_fill(logits < top_logits[:, -1:], float("-inf"))
+    probs = torch.softmax(logits / temperature, dim=-1)
+    return torch.multinomial(probs, num_samples=1).squeeze(-1)
+
+
+@torch.inference_mode()
+def generate_fast(
+    model: GPTScratchForCausalLM,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    eos_token_id: int | None = None,
+) -> torch.Tensor:
+    """Decode ``max_new_tokens`` after ``input_ids`` (B, T, no padding); returns (B, T + generated) ids.
+
+    Greedy when ``temperature`` is 0; else the book's top-k + temperature sampling (seed torch to repeat it).
+    With ``eos_token_id``, decoding stops once every row has produced it; rows that finished earlier are filled
+    with ``eos_token_id`` (as ``generate()`` pads them).
+    """
+    if model.training:
+        raise ValueError("generate_fast needs model.eval(): dropout would make decoding random")
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        raise ValueError(
+            f"generate_fast: input_ids must be (batch, num_tokens >= 1), got {tuple(input_ids.shape)}"
+        )
+    if temperature < 0.0:
+        raise ValueError(f"generate_fast: temperature must be >= 0, got {temperature}")
+    config = model.config
+    batch_size, prompt_length = input_ids.shape
+    total = prompt_length + max_new_tokens
+    if total > config.context_length:
+        raise ValueError(
+            f"generate_fast: {prompt_length} prompt + {max_new_tokens} new tokens exceed the model's "
+            f"context_length of {config.context_length}"
+        )
+    weight = model.out_head.weight
+    cache = StaticKVCache(
+        config.n_layers, batch_size, config.n_heads, total, config.head_dim, weight.dtype, weight.device
+    )
+    out = torch.empty(batch_size, total, dtype=torch.long, device=input_ids.device)
+    out[:, :prompt_length] = input_ids
+    finished = torch.zeros(batch_size, dtype=torch.bool, device=input_ids.device)
+
+    tokens = input_ids
+    for step in range(max_new_tokens):
+        hidden = forward_with_static_cache(model.model, tokens, cache)
+        next_ids = _next_token(model.out_head(hidden[:, -1]), temperature, top_k)  # (B,)
+        if eos_token_id is not None:
+            next_ids = next_ids.masked_fill(finished, eos_token_id)
+            finished |= next_ids == eos_token_id
+        out[:, prompt_length + step] = next_ids
+        if eos_token_id is not None and bool(finished.all()):
+            return out[:, : prompt_length + step + 1]
+        tokens = out[:, prompt_length + step : prompt_length + step + 1]  # (B, 1)
+    return out
+
+
+__all__ = ["StaticKVCache", "forward_with_static_cache", "generate_fast"]
