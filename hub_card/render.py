@@ -23,8 +23,10 @@ CLASSIFIER_ARCHITECTURE = "GPTScratchForSequenceClassification"
 
 # Metric keys of training_summary.json: "<split>_<metric>", or a bare metric name.
 SPLITS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
-METRIC_TYPES = {"loss": "loss", "accuracy": "accuracy", "precision": "precision", "recall": "recall",
-                "f1": "f1", "perplexity": "perplexity"}  # fmt: skip
+# The training loop's bare "perplexity" is exp(val_loss).
+BARE_METRIC_SPLITS = {"perplexity": "validation"}
+# Run settings that describe the machine, not the training (a local path must not reach a public card).
+HIDDEN_HYPERPARAMETERS = {"output_dir", "resume", "progress_bar", "log_with", "num_workers"}
 ALPACA_PROMPT = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
     "\\n\\n### Instruction:\\nRewrite the sentence using a simile.\\n\\n### Input:\\nThe car is very fast."
@@ -75,8 +77,10 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str | None, str, flo
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             continue
         prefix, _, rest = key.partition("_")
-        split, metric = (SPLITS[prefix], rest) if prefix in SPLITS and rest else (None, key)
-        rows.append((key, split, METRIC_TYPES.get(metric, metric), value))
+        split, metric = (
+            (SPLITS[prefix], rest) if prefix in SPLITS and rest else (BARE_METRIC_SPLITS.get(key), key)
+        )
+        rows.append((key, split, metric, value))  # metric type: loss, accuracy, f1, perplexity, ...
     return rows
 
 
@@ -192,6 +196,15 @@ def task_section(config: dict[str, Any], summary: dict[str, Any]) -> str:
     return ""
 
 
+def hyperparameter_rows(hyperparameters: dict[str, Any]) -> list[tuple[str, str]]:
+    """The settings that shaped the training; no local paths, no unset values, no nested model config."""
+    return [
+        (key, format_value(value))
+        for key, value in hyperparameters.items()
+        if key not in HIDDEN_HYPERPARAMETERS and value is not None and not isinstance(value, (dict, list))
+    ]
+
+
 def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -251,7 +264,7 @@ def render_model_card(
             for d in summary.get("datasets") or []
         ],  # fmt: skip
         base_model=summary.get("base_model"),
-        hyperparameters=[(k, format_value(v)) for k, v in (summary.get("hyperparameters") or {}).items()],
+        hyperparameters=hyperparameter_rows(summary.get("hyperparameters") or {}),
         run_rows=run_rows,
         metrics=[(k, format_value(v)) for k, v in (summary.get("metrics") or {}).items()],
         plots=plots,

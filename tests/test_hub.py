@@ -32,7 +32,14 @@ SUMMARY = {
             "sha256": "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
         }
     ],
-    "hyperparameters": {"learning_rate": 5e-05, "weight_decay": 0.1, "batch_size": 8, "num_epochs": 5},
+    "hyperparameters": {
+        "output_dir": "/home/me/runs/spam",
+        "learning_rate": 5e-05,
+        "weight_decay": 0.1,
+        "batch_size": 8,
+        "num_epochs": 5,
+        "max_steps": None,
+    },  # fmt: skip
     "metrics": {
         "train_loss": 0.0831742,
         "val_loss": 0.0741958,
@@ -156,6 +163,7 @@ def test_card_metadata_parses_and_carries_the_runs_numbers(saved):
     assert "![loss.png](loss.png)" in text
     assert "124,441,346" in text and "1,234,567" in text  # parameters and tokens seen
     assert "| learning_rate | 5e-05 |" in text and "| test_f1 | 0.9659 |" in text
+    assert "/home/me" not in text and "max_steps" not in text  # no local paths, no unset values
     assert "`0` = `ham`, `1` = `spam`" in text
     assert "AutoModelForSequenceClassification" in text and "trust_remote_code=True" in text
     assert 'pipeline("text-classification"' in text
@@ -352,9 +360,11 @@ def test_instruction_card_keeps_local_base_model_out_of_metadata_and_skips_nan(s
     (folder / "training_summary.json").write_text(json.dumps(summary))
     card = ModelCard.load(write_model_card(folder, repo_id="me/gpt-scratch-instruct"))
     assert card.data.base_model is None and str(local_base) in card.text  # a local path is no Hub id
-    assert {r.metric_name: r.metric_value for r in card.data.eval_results} == {
+    results = {r.metric_name: r for r in card.data.eval_results}
+    assert {name: r.metric_value for name, r in results.items()} == {
         "train_loss": 0.52, "val_loss": 0.63, "perplexity": 1.877,
     }  # fmt: skip
+    assert results["perplexity"].dataset_split == "validation"  # the loop's perplexity is exp(val_loss)
     assert "| test_accuracy | nan |" in card.text and "not recorded" in card.text
     assert "instruction-tuned" in card.data.tags and "### Response:" in card.text
     assert 'model_id = "me/gpt-scratch-instruct"' in card.text
