@@ -302,11 +302,9 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         logits = self.out_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)  # (B, T, vocab)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(),
-                labels[:, 1:].flatten().to(logits.device),
-                ignore_index=-100,
-            )
+            # Position t predicts token t + 1: shift the labels, not the (large) logits, so nothing is copied.
+            targets = F.pad(labels.to(logits.device)[:, 1:], (0, 1), value=-100)  # (B, T), last one ignored
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
         output = CausalLMOutputWithPast(
             loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
         )
