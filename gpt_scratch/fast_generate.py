@@ -22,7 +22,7 @@ from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchMo
 
 
 class StaticKVCache:
-    """Keys and values of every layer in two buffers of shape (n_layers, B, n_heads, max_length, head_dim).
+    """Keys and values of every layer, allocated once: per layer two (B, n_heads, max_length, head_dim) buffers.
 
     ``update(k, v, layer_idx)`` is what ``MultiHeadAttention`` calls: it writes the new keys/values at positions
     ``length ...`` and returns views of everything stored so far. ``advance(n)`` moves ``length`` on once all layers
@@ -39,9 +39,9 @@ class StaticKVCache:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ):
-        shape = (n_layers, batch_size, n_heads, max_length, head_dim)
-        self.keys = torch.empty(shape, dtype=dtype, device=device)
-        self.values = torch.empty(shape, dtype=dtype, device=device)
+        shape = (batch_size, n_heads, max_length, head_dim)
+        self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layers)]
         self.max_length = max_length
         self.length = 0  # tokens stored in every layer
 
@@ -49,9 +49,10 @@ class StaticKVCache:
         end = self.length + k.shape[2]
         if end > self.max_length:
             raise ValueError(f"StaticKVCache holds {self.max_length} tokens, asked to store {end}")
-        self.keys[layer_idx, :, :, self.length : end] = k
-        self.values[layer_idx, :, :, self.length : end] = v
-        return self.keys[layer_idx, :, :, :end], self.values[layer_idx, :, :, :end]  # (B, nh, S, hd)
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        keys[:, :, self.length : end] = k
+        values[:, :, self.length : end] = v
+        return keys[:, :, :end], values[:, :, :end]  # (B, nh, S, hd)
 
     def advance(self, num_tokens: int) -> None:
         self.length += num_tokens
