@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, set_seed
 
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
@@ -34,6 +33,7 @@ from gpt_scratch.training import (
     TrainingConfig,
     TrainResult,
     add_training_arguments,
+    process_state,
     train,
     training_config_from_args,
 )
@@ -71,7 +71,7 @@ def pretrain(
         model_config = GPTScratchConfig.from_preset(preset, context_length=BOOK_CONTEXT_LENGTH)
     if context_length is not None:
         model_config.context_length = context_length
-    with PartialState().main_process_first():  # the main process tokenizes (and fills any cache) first
+    with process_state().main_process_first():  # the main process tokenizes (and fills any cache) first
         splits = build_pretraining_datasets(
             corpus,
             tokenizer,
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         cache_dir=args.cache_dir,
     )
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         m = result.summary["metrics"]
         print(
             f"Done: train loss {m.get('train_loss', float('nan')):.3f}, val loss {m.get('val_loss', float('nan')):.3f}, "
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _same_on_every_process(value: str) -> str:
     """The main process's value (a timestamped folder name must not differ between processes)."""
-    state = PartialState()
+    state = process_state()
     if state.num_processes == 1:
         return value
     box = [value]

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch.utils.data import DataLoader
@@ -241,6 +241,7 @@ def train(
             "mixed_precision='fp16' needs a GPU (fp16 autocast with a grad scaler); on CPU use 'bf16'"
         )
     accelerator = Accelerator(
+        cpu=_cpu_only_processes(),
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=config.log_with,
@@ -252,22 +253,31 @@ def train(
         output_dir.mkdir(parents=True, exist_ok=True)
 
     eval_batch_size = config.eval_batch_size or config.batch_size
-    loader_kwargs = dict(collate_fn=collate_fn, num_workers=config.num_workers)
+
+    # Each loader has its own generator: making an iterator draws a seed from it, and a draw from torch's global
+    # RNG would shift the dropout masks after a resume (the resumed run makes one iterator more).
+    def make_loader(dataset: Any, batch_size: int, **kwargs: Any) -> DataLoader:
+        generator = torch.Generator().manual_seed(config.seed)
+        return DataLoader(
+            dataset,
+            batch_size,
+            collate_fn=collate_fn,
+            num_workers=config.num_workers,
+            generator=generator,
+            **kwargs,
+        )
+
     train_dataset, val_dataset, test_dataset = (
         _torch_format(d) for d in (train_dataset, val_dataset, test_dataset)
     )
-    train_loader = DataLoader(
-        train_dataset, config.batch_size, shuffle=config.shuffle, drop_last=config.drop_last, **loader_kwargs
+    train_loader = make_loader(
+        train_dataset, config.batch_size, shuffle=config.shuffle, drop_last=config.drop_last
     )
     # The train loss is evaluated on the first eval_iter batches of an unshuffled loader: the same batches every
     # time, and no draw from the training loader's random state (which resuming must reproduce exactly).
-    train_eval_loader = DataLoader(train_dataset, eval_batch_size, shuffle=False, **loader_kwargs)
-    val_loader = (
-        DataLoader(val_dataset, eval_batch_size, shuffle=False, **loader_kwargs) if val_dataset else None
-    )
-    test_loader = (
-        DataLoader(test_dataset, eval_batch_size, shuffle=False, **loader_kwargs) if test_dataset else None
-    )
+    train_eval_loader = make_loader(train_dataset, eval_batch_size, shuffle=False)
+    val_loader = make_loader(val_dataset, eval_batch_size, shuffle=False) if val_dataset else None
+    test_loader = make_loader(test_dataset, eval_batch_size, shuffle=False) if test_dataset else None
     if len(train_loader) == 0:
         raise ValueError(
             f"The training set ({len(train_dataset)} examples) makes no batch of {config.batch_size}"
@@ -634,6 +644,20 @@ def _print_sample(model, tokenizer, task: Task, accelerator: Accelerator, write:
     model.train()
     if text is not None:
         write(text)
+
+
+def process_state() -> PartialState:
+    """accelerate's PartialState, also for `torchrun` on a machine without GPUs (MULTI_CPU over gloo).
+
+    accelerate takes processes started by torchrun for GPU processes unless told `cpu=True`; `accelerate launch
+    --multi_gpu` on a CPU-only machine sets that itself. Use this (not a bare PartialState()) before `train`.
+    """
+    return PartialState(cpu=_cpu_only_processes())
+
+
+def _cpu_only_processes() -> bool:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    return world_size > 1 and not torch.accelerator.is_available()
 
 
 def _sum_over_processes(value: int, accelerator: Accelerator) -> int:
