@@ -81,8 +81,8 @@ def load_classifier(
     labels = dict(num_labels=len(label2id), id2label=id2label, label2id=dict(label2id))
     overrides = {} if drop_rate is None else {"drop_rate": drop_rate}
     if from_gpt2:
-        lm = GPTScratchForCausalLM.from_gpt2(source, **overrides)
-        config = GPTScratchConfig.from_dict({**lm.config.to_dict(), **labels})
+        lm = GPTScratchForCausalLM.from_gpt2(source)
+        config = GPTScratchConfig.from_dict({**lm.config.to_dict(), **labels, **overrides})
         model = GPTScratchForSequenceClassification(config)
         model.model.load_state_dict(lm.model.state_dict(), strict=True)  # the backbone; `score` stays new
         return model
