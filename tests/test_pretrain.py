@@ -124,6 +124,7 @@ def test_pretrain_is_reproducible_and_seeded(tmp_path):
     assert not torch.equal(a["out_head.weight"], c["out_head.weight"])
 
 
+@pytest.mark.slow  # ~2 min on the shared 2-core machine: two runs and a paused one
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     config = write_tiny_config(tmp_path)
     flags = [
