@@ -142,7 +142,8 @@ def base_folder(tmp_path_factory, tokenizer):
 def data_file(tmp_path_factory, records):
     path = tmp_path_factory.mktemp("data") / "subset.json"
     subset = records[:SUBSET]
-    subset[1] = {
+    # Record 13 lands in the test split with split_seed=123 (torch.randperm(20) with seed 123: test = [13, 3])
+    subset[13] = {
         "instruction": "Name the author of 'Pride and Prejudice'.",
         "input": "",
         "output": "Jane Austen.",
@@ -200,6 +201,7 @@ def test_workflow_trains_answers_and_judges(finetuned, tokenizer, records):
         len(requests) == 2 and requests[0]["path"] == "/api/chat" and requests[0]["body"]["model"] == "llama3"
     )
     expected = [None if "Name the author" in e["instruction"] else 30 for e in saved]
+    assert expected[0] is None  # the judge's answer without a number is counted, not fatal
     assert result.judge.scores == expected
     assert metrics["judge_num_scored"] == sum(s is not None for s in expected)
     assert metrics["judge_num_unscored"] == expected.count(None)
