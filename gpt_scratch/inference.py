@@ -18,10 +18,7 @@ def load(folder: str | Path) -> tuple[Any, Any]:
     """The model (eval mode) and tokenizer saved in `folder`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import gpt_scratch  # noqa: F401  (registers gpt_scratch with the Auto classes)
-    from gpt_scratch.tokenization_gpt_scratch import register_auto_tokenizer
-
-    register_auto_tokenizer()  # AutoTokenizer -> GPTScratchTokenizer for folders without remote code
+    import gpt_scratch  # noqa: F401  (registers gpt_scratch with the Auto classes, AutoTokenizer included)
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():

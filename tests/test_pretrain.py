@@ -62,7 +62,6 @@ def test_pretrain_tiny_writes_a_loadable_folder(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import gpt_scratch  # noqa: F401  (registers the Auto classes)
-    from gpt_scratch.tokenization_gpt_scratch import register_auto_tokenizer
 
     training = TrainingConfig(
         output_dir=str(tmp_path / "run"),
@@ -99,7 +98,6 @@ def test_pretrain_tiny_writes_a_loadable_folder(tmp_path):
         .startswith("step,epoch,tokens_seen,lr,train_loss,val_loss")
     )
 
-    register_auto_tokenizer()
     model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(out, trust_remote_code=False)
     assert (out / "model.safetensors").is_file()
