@@ -6,9 +6,11 @@ evaluated every 5 steps over 5 batches, dropout off. After training it answers e
 at end-of-text, up to 256 new tokens), saves them as `instruction-data-with-response.json`, measures the test
 perplexity and, given a judge URL, has an LLM score each answer from 0 to 100:
 
-    gpt-scratch finetune-instructions runs/pretrain --output-dir runs/instruct
-    gpt-scratch finetune-instructions openai-community/gpt2-medium --from-gpt2 --judge-url http://localhost:11434
-    accelerate launch scripts/finetune_instructions.py runs/pretrain --output-dir runs/instruct
+    gpt-scratch finetune-instructions --model runs/pretrain --output-dir runs/instruct
+    gpt-scratch finetune-instructions --from-gpt2 openai-community/gpt2-medium --judge-url http://localhost:11434
+    gpt-scratch finetune-instructions my_records.jsonl --model runs/pretrain --judge-url http://localhost:8000/v1 \\
+        --judge-api openai --judge-model qwen2.5
+    accelerate launch scripts/finetune_instructions.py --model runs/pretrain --output-dir runs/instruct
     gpt-scratch chat runs/instruct --instruction "Rewrite the sentence using a simile." --input "The car is fast."
 
 From Python, `finetune_instructions(...)` does the same; `generate_responses`, `perplexity`, `evaluate_with_judge`
@@ -420,21 +422,24 @@ def chat(folder: str | os.PathLike, instruction: str, input: str = "", max_new_t
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "model",
-        help="pretrained model: a save_pretrained folder, or a GPT-2 folder / Hub id with --from-gpt2",
+        "data",
+        nargs="?",
+        default="alpaca-book",
+        help="alpaca-book (default), or a .json / .jsonl file of records",
     )
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--model", help="a pretrained gpt_scratch folder (e.g. the output of `gpt-scratch pretrain`)"
+    )
+    source.add_argument(
         "--from-gpt2",
-        action="store_true",
-        help="MODEL is a Hugging Face GPT-2 checkpoint (book: gpt2-medium)",
+        metavar="PATH_OR_HUB_ID",
+        help="a Hugging Face GPT-2 checkpoint (book: openai-community/gpt2-medium)",
     )
     parser.add_argument(
         "--drop-rate", type=float, default=0.0, help="dropout while fine-tuning (default: 0.0, the book's)"
     )
     data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data", default="alpaca-book", help="alpaca-book (default), or a .json / .jsonl file of records"
-    )
     for field in ("instruction", "input", "output"):
         data.add_argument(
             f"--{field}-column", default=field, help=f"column of the {field} (default: {field})"
@@ -487,10 +492,10 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     result = finetune_instructions(
-        args.model,
+        args.from_gpt2 or args.model,
         args.data,
         training,
-        from_gpt2=args.from_gpt2,
+        from_gpt2=args.from_gpt2 is not None,
         drop_rate=args.drop_rate,
         split_seed=None if args.no_shuffle_split else training.seed,
         allowed_max_length=args.allowed_max_length,

@@ -238,7 +238,7 @@ def test_chat_cli_answers_with_the_prompt_builder(finetuned, tokenizer, capsys):
 def test_cli_with_an_unreachable_judge_finishes_and_counts_unscored(tmp_path, base_folder, data_file, capsys):
     out = tmp_path / "cli"
     url = f"http://127.0.0.1:{unused_port()}"
-    args = ["finetune-instructions", str(base_folder), "--data", str(data_file), "--output-dir", str(out)]
+    args = ["finetune-instructions", str(data_file), "--model", str(base_folder), "--output-dir", str(out)]
     args += ["--max-steps", "2", "--batch-size", "4", "--max-new-tokens", "4", "--no-progress-bar"]
     args += ["--judge-url", url, "--judge-api", "openai", "--judge-timeout", "5", "--no-shuffle-split"]
     assert cli_main(args) == 0
