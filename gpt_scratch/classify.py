@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import PartialState
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import set_seed
 from datasets import Dataset
 
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
@@ -43,6 +41,8 @@ from gpt_scratch.training import (
     TrainingConfig,
     TrainResult,
     add_training_arguments,
+    process_state,
+    run_folder,
     train,
     training_config_from_args,
     update_summary,
@@ -221,7 +221,7 @@ def finetune_classifier(
 
         model = add_lora(model, lora_rank, lora_alpha)
         # The loop renders the model card from output_dir/config.json; a PEFT model saves only its adapter.
-        if PartialState().is_main_process:
+        if process_state().is_main_process:
             Path(training.output_dir).mkdir(parents=True, exist_ok=True)
             model.get_base_model().config.save_pretrained(training.output_dir)
     else:
@@ -254,7 +254,7 @@ def finetune_classifier(
             "split_sizes": {split: len(rows) for split, rows in prepared.dataset.items()},
         },
     )
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:
         return result
     if lora_rank:
         result.model = _save_lora_run(result.model, result.output_dir)
@@ -378,12 +378,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.output_dir is None:
-        if args.resume:
-            raise SystemExit(
-                "gpt-scratch finetune-classifier: --resume needs --output-dir (the run to continue)"
-            )
-        args.output_dir = _same_on_every_process(f"runs/classifier-{time.strftime('%Y%m%d-%H%M%S')}")
+    args.output_dir = run_folder(args.output_dir, args.resume, "classifier")
     label2id = {name.strip(): i for i, name in enumerate(args.labels.split(","))} if args.labels else None
     result = finetune_classifier(
         args.from_gpt2 or args.model,
@@ -402,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
         drop_invalid=args.drop_invalid,
         positive_label=args.positive_label,
     )
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         m = result.summary["metrics"]
         print(
             f"Done: test accuracy {m['test_accuracy'] * 100:.2f}%, precision {m['test_precision']:.3f}, "
@@ -410,15 +405,6 @@ def run(args: argparse.Namespace) -> int:
             f"Saved to {result.output_dir}"
         )
     return 0
-
-
-def _same_on_every_process(value: str) -> str:
-    """The main process's value (a timestamped folder name must not differ between processes)."""
-    if PartialState().num_processes == 1:
-        return value
-    box = [value]
-    broadcast_object_list(box, from_process=0)
-    return box[0]
 
 
 def parameter_counts(config: GPTScratchConfig, lora_rank: int = 16, lora_alpha: float = 16) -> dict[str, int]:

@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from accelerate import PartialState
 from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
 
@@ -48,12 +47,13 @@ from gpt_scratch.data.instructions import (
     tokenize_instruction_data,
 )
 from gpt_scratch.judge import JudgeClient, JudgeResult, generate_model_scores
-from gpt_scratch.pretrain import _same_on_every_process
 from gpt_scratch.training import (
     CausalLMTask,
     TrainingConfig,
     TrainResult,
     add_training_arguments,
+    process_state,
+    run_folder,
     train,
     training_config_from_args,
     update_summary,
@@ -311,7 +311,7 @@ def finetune_instructions(
         tokenizer = GPTScratchTokenizer()
     max_length = min(allowed_max_length or _context_length(model), _context_length(model))
 
-    state = PartialState()
+    state = process_state()
     records = load_instruction_data(data, **(columns or {}))
     splits = split_instruction_data(records, seed=split_seed)
     with state.main_process_first():  # the main process tokenizes (and fills any cache) first
@@ -343,7 +343,7 @@ def finetune_instructions(
     )
 
     # Answers for the test split, each process answering its share.
-    state = PartialState()  # again: a single-process train() resets the state when it ends
+    state = process_state()  # again: a single-process train() resets the state when it ends
     model = result.model.to(state.device).eval()
     test_records = splits["test"][:max_test_responses]
     start = time.time()
@@ -481,10 +481,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.output_dir is None:
-        if args.resume:
-            raise SystemExit("gpt-scratch finetune-instructions: --resume needs --output-dir")
-        args.output_dir = _same_on_every_process(f"runs/instruct-{time.strftime('%Y%m%d-%H%M%S')}")
+    args.output_dir = run_folder(args.output_dir, args.resume, "instruct")
     training = training_config_from_args(args)
     judge = (
         JudgeClient(args.judge_url, model=args.judge_model, api=args.judge_api, timeout=args.judge_timeout)
@@ -507,7 +504,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         columns={f"{f}_column": getattr(args, f"{f}_column") for f in ("instruction", "input", "output")},
     )
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         m = result.train.summary["metrics"]
         judged = "" if result.judge is None else f", judge: {result.judge.summary()}"
         print(

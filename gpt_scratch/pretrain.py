@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import set_seed
 
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
 from gpt_scratch.data.corpora import CORPORA, sha256_file
@@ -34,6 +33,7 @@ from gpt_scratch.training import (
     TrainResult,
     add_training_arguments,
     process_state,
+    run_folder,
     train,
     training_config_from_args,
 )
@@ -161,10 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.output_dir is None:
-        if args.resume:
-            raise SystemExit("gpt-scratch pretrain: --resume needs --output-dir (the run folder to continue)")
-        args.output_dir = _same_on_every_process(f"runs/pretrain-{time.strftime('%Y%m%d-%H%M%S')}")
+    args.output_dir = run_folder(args.output_dir, args.resume, "pretrain")
     training = training_config_from_args(args)
     if args.config:
         path = Path(args.config)
@@ -199,13 +196,3 @@ def run(args: argparse.Namespace) -> int:
             f"{result.summary['tokens_seen']:,} tokens seen, {result.summary['wall_time_s']:.1f} s. Saved to {result.output_dir}"
         )
     return 0
-
-
-def _same_on_every_process(value: str) -> str:
-    """The main process's value (a timestamped folder name must not differ between processes)."""
-    state = process_state()
-    if state.num_processes == 1:
-        return value
-    box = [value]
-    broadcast_object_list(box, from_process=0)
-    return box[0]

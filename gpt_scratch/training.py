@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -644,6 +644,18 @@ def _print_sample(model, tokenizer, task: Task, accelerator: Accelerator, write:
     model.train()
     if text is not None:
         write(text)
+
+
+def run_folder(output_dir: str | None, resume: bool, workflow: str) -> str:
+    """The run's folder: `output_dir`, else `runs/<workflow>-<timestamp>`, the same on every process."""
+    if output_dir is not None:
+        return output_dir
+    if resume:
+        raise SystemExit(f"gpt-scratch {workflow}: --resume needs --output-dir (the run folder to continue)")
+    box = [f"runs/{workflow}-{time.strftime('%Y%m%d-%H%M%S')}"]
+    if process_state().num_processes > 1:  # the main process's clock decides
+        broadcast_object_list(box, from_process=0)
+    return box[0]
 
 
 def process_state() -> PartialState:
