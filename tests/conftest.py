@@ -55,3 +55,32 @@ def run_clean_python(script: str, *args: str, cwd: Path, timeout: int = 300):
         [sys.executable, "-I", "-S", "-c", boot, str(script_path), *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+# ---- GPT-2 references, from ../shared only ---------------------------------------------------------------------
+
+# ../shared/README.md: the book's sample, encoded with <|endoftext|> allowed as the special token.
+BOOK_TEXT = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
+BOOK_IDS = [15496, 11, 466, 345, 588, 8887, 30, 220, 50256, 554, 262, 4252, 18250, 8812, 2114, 286, 617, 34680, 27271, 13]  # fmt: skip
+# tiktoken caches GPT-2's two BPE files under the sha1 of their address
+ENCODER_JSON = "6c7ea1a7e38e3a7f062df639a5b80947f075ffe6"  # encoder.json, what transformers calls vocab.json
+VOCAB_BPE = "6d1cbeee0f20b3d9449abfede4726ed8212e3aee"  # vocab.bpe, what transformers calls merges.txt
+
+
+@pytest.fixture(scope="session")
+def gpt2_files(tmp_path_factory) -> Path:
+    """A folder with GPT-2's vocab.json + merges.txt (copied from the tiktoken cache), as transformers names them."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("gpt2-files")
+    shutil.copy(SHARED / "tiktoken-cache" / ENCODER_JSON, folder / "vocab.json")
+    shutil.copy(SHARED / "tiktoken-cache" / VOCAB_BPE, folder / "merges.txt")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def hf_gpt2_tokenizer(gpt2_files):
+    """transformers' own GPT-2 tokenizer on the same vocabulary: the reference our ids are compared with."""
+    from transformers import GPT2Tokenizer
+
+    return GPT2Tokenizer.from_pretrained(gpt2_files)

@@ -1,7 +1,5 @@
 """Chapter 2's data pipeline as datasets, checked against the book's numbers and tiktoken."""
 
-import shutil
-
 import numpy as np
 import pytest
 import tiktoken
@@ -22,18 +20,15 @@ from gpt_scratch.data.pretraining import (
     tokenize_documents,
 )
 
+from conftest import BOOK_IDS, BOOK_TEXT
+
 EOT = "<|endoftext|>"
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory, shared):
-    """A reference transformers GPT-2 tokenizer built from the two BPE files of ../shared/tiktoken-cache."""
-    from transformers import GPT2Tokenizer
-
-    folder = tmp_path_factory.mktemp("gpt2-tokenizer")
-    shutil.copy(shared / "tiktoken-cache" / "6c7ea1a7e38e3a7f062df639a5b80947f075ffe6", folder / "vocab.json")
-    shutil.copy(shared / "tiktoken-cache" / "6d1cbeee0f20b3d9449abfede4726ed8212e3aee", folder / "merges.txt")
-    return GPT2Tokenizer.from_pretrained(folder)
+def tokenizer(hf_gpt2_tokenizer):
+    """The reference: transformers' GPT-2 tokenizer built from the two BPE files of ../shared/tiktoken-cache."""
+    return hf_gpt2_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +59,8 @@ def test_the_verdict_text_and_tokens(raw_text, tokenizer, tiktoken_gpt2):
 
 
 def test_endoftext_is_allowed_in_text(tokenizer):
-    text = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
-    ids = tokenize_documents(Dataset.from_dict({"text": [text]}), tokenizer)
-    assert ids.tolist() == [15496, 11, 466, 345, 588, 8887, 30, 220, 50256, 554, 262, 4252, 18250, 8812, 2114, 286, 617, 34680, 27271, 13]  # fmt: skip
+    ids = tokenize_documents(Dataset.from_dict({"text": [BOOK_TEXT]}), tokenizer)
+    assert ids.tolist() == BOOK_IDS
 
 
 def test_book_chapter2_first_batches(raw_text, tokenizer):

@@ -1,16 +1,15 @@
 """The book's plain decoding functions agree with transformers' generate(), and the text helpers round-trip."""
 
-import json
-
 import pytest
 import tiktoken
 import torch
 from torch import nn
-from transformers import GPT2Tokenizer
 
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.generation import generate, generate_text_simple, text_to_token_ids, token_ids_to_text
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
+
+from conftest import BOOK_IDS, BOOK_TEXT
 
 CONTEXT_LENGTH = 24
 
@@ -161,61 +160,25 @@ def test_bad_arguments_raise(model, prompts):
         generate_text_simple(NoLogits(), prompts, 1, CONTEXT_LENGTH)
 
 
-# The reference of ../shared/README.md: GPT-2 BPE with <|endoftext|> read as the special token.
-TEXT = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
-IDS = [
-    15496,
-    11,
-    466,
-    345,
-    588,
-    8887,
-    30,
-    220,
-    50256,
-    554,
-    262,
-    4252,
-    18250,
-    8812,
-    2114,
-    286,
-    617,
-    34680,
-    27271,
-    13,
-]
-
-
-@pytest.fixture(scope="module")
-def hf_gpt2_tokenizer(shared) -> GPT2Tokenizer:
-    """transformers' GPT-2 tokenizer built from the two BPE files of the tiktoken cache (no download)."""
-    cache = shared / "tiktoken-cache"
-    vocab = json.loads((cache / "6c7ea1a7e38e3a7f062df639a5b80947f075ffe6").read_text(encoding="utf-8"))
-    merge_lines = (cache / "6d1cbeee0f20b3d9449abfede4726ed8212e3aee").read_text(encoding="utf-8").split("\n")
-    merges = [tuple(line.split()) for line in merge_lines[1:] if line]  # first line: "#version: 0.2"
-    return GPT2Tokenizer(vocab=vocab, merges=merges)
-
-
 def test_text_helpers_with_a_transformers_tokenizer(hf_gpt2_tokenizer):
-    ids = text_to_token_ids(TEXT, hf_gpt2_tokenizer)
-    assert ids.shape == (1, len(IDS)) and ids.dtype == torch.long
-    assert ids[0].tolist() == IDS
-    assert token_ids_to_text(ids, hf_gpt2_tokenizer) == TEXT
-    assert token_ids_to_text(ids[0], hf_gpt2_tokenizer) == TEXT
-    assert token_ids_to_text(IDS, hf_gpt2_tokenizer) == TEXT
+    ids = text_to_token_ids(BOOK_TEXT, hf_gpt2_tokenizer)
+    assert ids.shape == (1, len(BOOK_IDS)) and ids.dtype == torch.long
+    assert ids[0].tolist() == BOOK_IDS
+    assert token_ids_to_text(ids, hf_gpt2_tokenizer) == BOOK_TEXT
+    assert token_ids_to_text(ids[0], hf_gpt2_tokenizer) == BOOK_TEXT
+    assert token_ids_to_text(BOOK_IDS, hf_gpt2_tokenizer) == BOOK_TEXT
 
 
 def test_text_helpers_with_tiktoken_as_in_the_book():
     tokenizer = tiktoken.get_encoding("gpt2")
-    ids = text_to_token_ids(TEXT, tokenizer)
-    assert ids[0].tolist() == IDS
-    assert token_ids_to_text(ids, tokenizer) == TEXT
+    ids = text_to_token_ids(BOOK_TEXT, tokenizer)
+    assert ids[0].tolist() == BOOK_IDS
+    assert token_ids_to_text(ids, tokenizer) == BOOK_TEXT
 
 
 def test_token_ids_to_text_rejects_a_batch(hf_gpt2_tokenizer):
     with pytest.raises(ValueError, match="batch of 2"):
-        token_ids_to_text(torch.tensor([IDS, IDS]), hf_gpt2_tokenizer)
+        token_ids_to_text(torch.tensor([BOOK_IDS, BOOK_IDS]), hf_gpt2_tokenizer)
 
 
 def test_book_pipeline_end_to_end(hf_gpt2_tokenizer):

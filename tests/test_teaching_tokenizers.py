@@ -20,8 +20,7 @@ from gpt_scratch.teaching.tokenizers import (
 )
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
-ENCODER_JSON = "6c7ea1a7e38e3a7f062df639a5b80947f075ffe6"  # tiktoken's cache name of GPT-2's encoder.json
-VOCAB_BPE = "6d1cbeee0f20b3d9449abfede4726ed8212e3aee"  # ... and of vocab.bpe
+from conftest import BOOK_IDS, BOOK_TEXT, ENCODER_JSON, VOCAB_BPE
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +98,7 @@ def test_simple_tokenizer_v2_needs_unk(the_verdict):
 # --- byte-pair encoding from scratch -----------------------------------------------------------------------------
 
 SAMPLES = [
-    "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace.",
+    BOOK_TEXT,
     "Akwirw ier",
     "  runs   of spaces\n\n\ttabs\r\n and trailing  ",
     "emoji 🤗👩‍👩‍👧, CJK 日本語の文, combining e\u0301 and it's they're we'll",
@@ -125,9 +124,7 @@ def test_bpe_with_gpt2_merges_reproduces_gpt2_ids(gpt2_bpe, text):
 
 
 def test_bpe_book_sample_and_the_verdict(gpt2_bpe, the_verdict):
-    assert gpt2_bpe.encode(SAMPLES[0]) == [
-        15496, 11, 466, 345, 588, 8887, 30, 220, 50256, 554, 262, 4252, 18250, 8812, 2114, 286, 617, 34680, 27271, 13,
-    ]  # fmt: skip
+    assert gpt2_bpe.encode(SAMPLES[0]) == BOOK_IDS
     assert gpt2_bpe.encode("Akwirw ier") == [33901, 86, 343, 86, 220, 959]  # the book's unknown-word example
     ids = gpt2_bpe.encode(the_verdict)
     assert len(ids) == 5145

@@ -20,33 +20,7 @@ from gpt_scratch.tokenization_gpt_scratch import (
     register_auto_tokenizer,
 )
 
-from conftest import run_clean_python
-
-BOOK_TEXT = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
-BOOK_IDS = [
-    15496,
-    11,
-    466,
-    345,
-    588,
-    8887,
-    30,
-    220,
-    50256,
-    554,
-    262,
-    4252,
-    18250,
-    8812,
-    2114,
-    286,
-    617,
-    34680,
-    27271,
-    13,
-]
-ENCODER_JSON = "6c7ea1a7e38e3a7f062df639a5b80947f075ffe6"  # tiktoken's cache name of GPT-2's encoder.json
-VOCAB_BPE = "6d1cbeee0f20b3d9449abfede4726ed8212e3aee"  # ... and of vocab.bpe
+from conftest import BOOK_IDS, BOOK_TEXT, ENCODER_JSON, VOCAB_BPE, run_clean_python
 
 TRICKY_TEXTS = [
     "",
@@ -76,15 +50,6 @@ def tok() -> GPTScratchTokenizer:
 @pytest.fixture(scope="module")
 def enc() -> tiktoken.Encoding:
     return tiktoken.get_encoding("gpt2")
-
-
-@pytest.fixture(scope="module")
-def gpt2_files(shared, tmp_path_factory):
-    """GPT-2's original BPE files from ../shared, under the names transformers uses."""
-    folder = tmp_path_factory.mktemp("gpt2-files")
-    shutil.copy(shared / "tiktoken-cache" / ENCODER_JSON, folder / "vocab.json")
-    shutil.copy(shared / "tiktoken-cache" / VOCAB_BPE, folder / "merges.txt")
-    return folder
 
 
 @pytest.fixture(scope="module")
