@@ -283,7 +283,10 @@ def _prefill_runner(impl: str, folder: str, length: int, device: str):
         with torch.inference_mode():
             prefill()
 
-    return model, no_grad_prefill, length, 2 * model_flops_params(config)
+    # Per prompt token: the blocks (2N without the head), causal attention (2 L T d), the head once per prompt.
+    head = config["vocab_size"] * config["emb_dim"]
+    flops = 2 * (model_flops_params(config) - head) + 2 * config["n_layers"] * length * config["emb_dim"]
+    return model, no_grad_prefill, length, flops + 2 * head / length
 
 
 def _memory_mib(device: str, peak: bool) -> float:
