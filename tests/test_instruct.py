@@ -171,7 +171,7 @@ def finetuned(tmp_path_factory, base_folder, data_file):
     return result, out, requests
 
 
-def test_workflow_trains_answers_and_judges(finetuned, tokenizer, records):
+def test_workflow_trains_answers_and_judges(finetuned, tokenizer, data_file):
     result, out, requests = finetuned
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["task"] == "instruction"
@@ -188,7 +188,7 @@ def test_workflow_trains_answers_and_judges(finetuned, tokenizer, records):
     saved = json.loads((out / RESPONSES_FILE).read_text())
     assert len(saved) == 2 and saved == result.responses
     assert all(set(e) == {"instruction", "input", "output", "model_response"} for e in saved)
-    subset = records[:SUBSET]
+    subset = json.loads(data_file.read_text())
     assert all(any(e["instruction"] == r["instruction"] for r in subset) for e in saved)
     model = result.model.eval()
     assert [e["model_response"] for e in saved] == [book_answer(model, tokenizer, e, 16) for e in saved]
