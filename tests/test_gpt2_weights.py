@@ -150,3 +150,27 @@ def test_saved_folder_loads_with_remote_code_in_a_clean_process(tmp_path):
     assert got["cls"] == "GPTScratchForCausalLM"
     assert got["tokens"] == expected[0].tolist()
     assert abs(got["logit_sum"] - model(ids).logits.sum().item()) < 1e-3
+
+
+@pytest.mark.slow
+def test_full_size_gpt2_small_import_and_export(tmp_path):
+    """The real 124M shape (random weights: no GPT-2 weights here): logits, 30 greedy tokens, export round trip."""
+    torch.manual_seed(0)
+    reference = GPT2LMHeadModel(GPT2Config(resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)).eval()
+    reference.save_pretrained(tmp_path / "gpt2")
+    model = GPTScratchForCausalLM.from_gpt2(tmp_path / "gpt2")
+    assert model.config.preset == "gpt2-small"
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in reference.parameters())
+    ids = torch.randint(0, 50257, (2, 128))
+    with torch.no_grad():
+        assert (model(ids).logits - reference(ids).logits).abs().max().item() < 1e-4
+    prompt = ids[:1, :8]
+    mask = torch.ones_like(prompt)
+    ours = model.generate(prompt, attention_mask=mask, max_new_tokens=30, do_sample=False)
+    assert torch.equal(
+        ours, reference.generate(prompt, attention_mask=mask, max_new_tokens=30, do_sample=False)
+    )
+    model.save_gpt2(tmp_path / "exported")
+    back = GPT2LMHeadModel.from_pretrained(tmp_path / "exported")
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(back.state_dict()[name], tensor), name
