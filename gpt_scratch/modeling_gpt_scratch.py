@@ -232,7 +232,7 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             cache = None
         x = self.tok_emb(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, emb_dim)
         b, num_tokens = x.shape[:2]
-        past_length = cache.get_seq_length() if cache is not None else 0
+        past_length = int(cache.get_seq_length()) if cache is not None else 0  # a tensor for a StaticCache
         if past_length + num_tokens > self.config.context_length:
             raise ValueError(
                 f"Input of {past_length + num_tokens} tokens ({past_length} cached + {num_tokens} new) exceeds the "

@@ -205,6 +205,19 @@ def test_greedy_with_cache_equals_without_cache():
     assert torch.equal(with_cache, no_cache)
 
 
+def test_static_cache_generation_equals_dynamic_cache():
+    """transformers' StaticCache (cache_implementation="static", as for torch.compile) gives the same tokens."""
+    model = tiny_lm()
+    ids = torch.randint(1, 97, (2, 6))
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0  # left padding: generate() hands the model 4D masks with a static cache
+    dynamic = model.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=False)
+    static = model.generate(
+        ids, attention_mask=mask, max_new_tokens=10, do_sample=False, cache_implementation="static"
+    )
+    assert torch.equal(dynamic, static)
+
+
 def test_decoding_with_cache_runs_one_token_per_step():
     """With the cache, each step after the prompt feeds the model exactly one new token."""
     model = tiny_lm()
