@@ -165,10 +165,15 @@ def download_corpus(corpus: Corpus, dest_dir: Path, *, timeout: float = DOWNLOAD
     return dest
 
 
-def _fetch(corpus: Corpus, dest_dir: Path, timeout: float, tmp_paths: list[Path]) -> Path:
+def _temp_file(corpus: Corpus, dest_dir: Path, tmp_paths: list[Path]) -> tuple[int, Path]:
+    """A temp file beside the destination (so that os.replace is atomic); the caller's `finally` removes it."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{corpus.filename}.", suffix=".part", dir=dest_dir)
-    tmp = Path(tmp_name)
-    tmp_paths.append(tmp)
+    tmp_paths.append(Path(tmp_name))
+    return fd, Path(tmp_name)
+
+
+def _fetch(corpus: Corpus, dest_dir: Path, timeout: float, tmp_paths: list[Path]) -> Path:
+    fd, tmp = _temp_file(corpus, dest_dir, tmp_paths)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(corpus.url, timeout=timeout) as response:
             for chunk in iter(lambda: response.read(1 << 20), b""):
@@ -179,9 +184,7 @@ def _fetch(corpus: Corpus, dest_dir: Path, timeout: float, tmp_paths: list[Path]
 
 
 def _extract(corpus: Corpus, archive: Path, dest_dir: Path, tmp_paths: list[Path]) -> Path:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{corpus.filename}.", suffix=".part", dir=dest_dir)
-    tmp = Path(tmp_name)
-    tmp_paths.append(tmp)
+    fd, tmp = _temp_file(corpus, dest_dir, tmp_paths)
     try:
         with os.fdopen(fd, "wb") as out, zipfile.ZipFile(archive) as zf:
             members = [m for m in zf.namelist() if Path(m).name == corpus.archive_member]
