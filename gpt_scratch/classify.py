@@ -40,6 +40,7 @@ from gpt_scratch.training import (
     ClassificationTask,
     TrainingConfig,
     TrainResult,
+    add_base_model_arguments,
     add_training_arguments,
     process_state,
     run_folder,
@@ -323,15 +324,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="sms-spam, or a .csv / .tsv / .json / .jsonl file with a text and a label column (default: sms-spam)",
     )
     model = parser.add_argument_group("model")
-    source = model.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--model", help="a pretrained gpt_scratch folder (e.g. the output of `gpt-scratch pretrain`)"
-    )
-    source.add_argument(
-        "--from-gpt2",
-        metavar="PATH_OR_HUB_ID",
-        help="a Hugging Face GPT-2 checkpoint, e.g. openai-community/gpt2",
-    )
+    add_base_model_arguments(model, book_gpt2="openai-community/gpt2")
     model.add_argument(
         "--trainable",
         choices=TRAINABLE,

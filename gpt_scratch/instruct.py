@@ -51,6 +51,7 @@ from gpt_scratch.training import (
     CausalLMTask,
     TrainingConfig,
     TrainResult,
+    add_base_model_arguments,
     add_training_arguments,
     process_state,
     run_folder,
@@ -427,15 +428,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="alpaca-book",
         help="alpaca-book (default), or a .json / .jsonl file of records",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--model", help="a pretrained gpt_scratch folder (e.g. the output of `gpt-scratch pretrain`)"
-    )
-    source.add_argument(
-        "--from-gpt2",
-        metavar="PATH_OR_HUB_ID",
-        help="a Hugging Face GPT-2 checkpoint (book: openai-community/gpt2-medium)",
-    )
+    add_base_model_arguments(parser, book_gpt2="openai-community/gpt2-medium")
     parser.add_argument(
         "--drop-rate", type=float, default=0.0, help="dropout while fine-tuning (default: 0.0, the book's)"
     )

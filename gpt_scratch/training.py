@@ -720,6 +720,17 @@ _FLAG_CHOICES = {"lr_schedule": ["constant", "cosine"], "mixed_precision": ["no"
 _FLAG_ALIASES = {"num_epochs": ["--epochs"], "learning_rate": ["--lr"]}
 
 
+def add_base_model_arguments(parser: Any, book_gpt2: str) -> None:
+    """The fine-tuning workflows' starting point: `--model FOLDER` or `--from-gpt2 PATH_OR_HUB_ID` (one required)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--model", help="a pretrained gpt_scratch folder (e.g. the output of `gpt-scratch pretrain`)"
+    )
+    source.add_argument(
+        "--from-gpt2", metavar="PATH_OR_HUB_ID", help=f"a Hugging Face GPT-2 checkpoint (book: {book_gpt2})"
+    )
+
+
 def add_training_arguments(parser: Any, defaults: TrainingConfig | None = None) -> None:
     """Add a --flag for every TrainingConfig field (--num-epochs, --learning-rate, ...) with `defaults`' values."""
     defaults = defaults or TrainingConfig()
