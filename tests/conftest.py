@@ -30,6 +30,17 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on a shared CPU run several times faster without intra-op threads (use per module)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 CLEAN_PYTHON_BOOT = (
     "import sys; sys.path.extend({site_dirs!r}); "  # site-packages without any .pth (no editable gpt_scratch)
     "sys.argv = sys.argv[1:]; exec(compile(open(sys.argv[0]).read(), sys.argv[0], 'exec'))"

@@ -16,13 +16,7 @@ from gpt_scratch.training import TrainingConfig
 TINY = {"emb_dim": 16, "n_layers": 2, "n_heads": 2, "context_length": 128}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU run several times faster without intra-op threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lora_parameters(d: int, n_layers: int, rank: int) -> int:
