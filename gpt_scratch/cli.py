@@ -10,17 +10,16 @@ import sys
 
 # verb: (module, function adding the verb's flags, function running it, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "pretrain": ("gpt_scratch.pretrain", "add_arguments", "run", "pretrain a model on a text corpus (chapter 5)"),
-    "generate": ("gpt_scratch.inference", "add_arguments", "run", "generate text from a saved model"),
+    "pretrain": ("gpt_scratch.workflows.pretrain", "add_arguments", "run", "pretrain a model on a text corpus (chapter 5)"),
+    "generate": ("gpt_scratch.generation.inference", "add_arguments", "run", "generate text from a saved model"),
     "finetune-classifier": (
-        "gpt_scratch.classify", "add_arguments", "run", "fine-tune a text classifier, e.g. spam (chapter 6)",
+        "gpt_scratch.workflows.classify", "add_arguments", "run", "fine-tune a text classifier, e.g. spam (chapter 6)",
     ),
     "finetune-instructions": (
-        "gpt_scratch.instruct", "add_arguments", "run", "instruction fine-tuning, Alpaca format (chapter 7)",
+        "gpt_scratch.workflows.instruct", "add_arguments", "run", "instruction fine-tuning, Alpaca format (chapter 7)",
     ),
-    "chat": ("gpt_scratch.instruct", "add_chat_arguments", "run_chat", "answer one instruction with a saved model"),
-    "push": ("gpt_scratch.hub", "add_arguments", "run", "validate a saved folder and upload it to the Hub"),
-    "benchmark": ("gpt_scratch.benchmark", "add_arguments", "run", "speed against transformers' GPT-2 and the book"),
+    "chat": ("gpt_scratch.workflows.instruct", "add_chat_arguments", "run_chat", "answer one instruction with a saved model"),
+    "push": ("gpt_scratch.hub.push", "add_arguments", "run", "validate a saved folder and upload it to the Hub"),
 }  # fmt: skip
 
 

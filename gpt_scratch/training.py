@@ -42,7 +42,7 @@ from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from gpt_scratch.generation import generate_text_simple, text_to_token_ids, token_ids_to_text
+from gpt_scratch.generation.book import generate_text_simple, text_to_token_ids, token_ids_to_text
 from gpt_scratch.plotting import plot_losses, plot_values
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -548,7 +548,7 @@ def write_summary(output_dir: str | os.PathLike, summary: dict[str, Any]) -> Pat
     path = Path(output_dir) / SUMMARY_FILE
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     try:
-        from hub_card import write_model_card
+        from gpt_scratch.hub.card import write_model_card
     except ImportError:
         return path
     write_model_card(output_dir)

@@ -6,9 +6,10 @@ import json
 import pytest
 import torch
 
-from gpt_scratch import benchmark
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
+
+import benchmark
 
 
 def tiny_args(tmp_path, *extra: str) -> argparse.Namespace:

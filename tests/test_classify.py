@@ -9,7 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gpt_scratch.classify import (
+from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
+from gpt_scratch.data.classification import SPAM_LABEL2ID, prepare_classification_data
+from gpt_scratch.metrics.classification import classification_metrics
+from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
+from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+from gpt_scratch.training import TrainingConfig
+from gpt_scratch.workflows.classify import (
     classify,
     evaluate_classifier,
     finetune_classifier,
@@ -18,12 +24,6 @@ from gpt_scratch.classify import (
     predict,
     set_trainable,
 )
-from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
-from gpt_scratch.data.classification import SPAM_LABEL2ID, prepare_classification_data
-from gpt_scratch.metrics.classification import classification_metrics
-from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
-from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
-from gpt_scratch.training import TrainingConfig
 
 from conftest import PROJECT_ROOT
 
@@ -278,7 +278,7 @@ def test_accelerate_launch_two_processes(tmp_path, lm_folder):
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-               "scripts/finetune_classifier.py", "--model", str(lm_folder), "--output-dir", str(out),
+               "-m", "gpt_scratch", "finetune-classifier", "--model", str(lm_folder), "--output-dir", str(out),
                "--max-steps", "3", "--eval-freq", "1", "--eval-iter", "1", "--no-progress-bar"]  # fmt: skip
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
-from gpt_scratch.fast_generate import StaticKVCache, forward_with_static_cache, generate_fast
+from gpt_scratch.generation.fast_generate import StaticKVCache, forward_with_static_cache, generate_fast
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 
 

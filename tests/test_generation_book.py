@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
-from gpt_scratch.generation import generate, generate_text_simple, text_to_token_ids, token_ids_to_text
+from gpt_scratch.generation.book import generate, generate_text_simple, text_to_token_ids, token_ids_to_text
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 
 from conftest import BOOK_IDS, BOOK_TEXT

@@ -11,10 +11,16 @@ from huggingface_hub import HfApi, ModelCard, metadata_load
 from transformers import pipeline
 
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
-from gpt_scratch.hub import IGNORE_PATTERNS, InvalidFolderError, files_to_upload, push_folder, validate_folder
+from gpt_scratch.hub.card import write_model_card
+from gpt_scratch.hub.push import (
+    IGNORE_PATTERNS,
+    InvalidFolderError,
+    files_to_upload,
+    push_folder,
+    validate_folder,
+)
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
-from hub_card.render import write_model_card
 
 from conftest import run_clean_python
 

@@ -13,8 +13,11 @@ from test_judge import send, serve, unused_port
 from gpt_scratch.cli import main as cli_main
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.data.instructions import custom_collate_fn, format_input, load_instruction_data
-from gpt_scratch.generation import generate, text_to_token_ids, token_ids_to_text
-from gpt_scratch.instruct import (
+from gpt_scratch.generation.book import generate, text_to_token_ids, token_ids_to_text
+from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
+from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+from gpt_scratch.training import TrainingConfig
+from gpt_scratch.workflows.instruct import (
     BOOK_TRAINING,
     RESPONSES_FILE,
     chat,
@@ -23,10 +26,7 @@ from gpt_scratch.instruct import (
     generate_responses,
     perplexity,
 )
-from gpt_scratch.judge import JudgeClient
-from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
-from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
-from gpt_scratch.training import TrainingConfig
+from gpt_scratch.workflows.judge import JudgeClient
 
 TINY = dict(vocab_size=50257, emb_dim=16, n_layers=2, n_heads=2, drop_rate=0.0)
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from gpt_scratch.data.instructions import format_input
-from gpt_scratch.judge import (
+from gpt_scratch.workflows.judge import (
     JudgeClient,
     JudgeError,
     JudgeResult,

@@ -6,12 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gpt_scratch.classify import finetune_classifier, load_classifier, parameter_counts
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.data.classification import SPAM_LABEL2ID, prepare_classification_data
-from gpt_scratch.lora import LORA_TARGET_MODULES, add_lora, load_lora, merge_lora
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 from gpt_scratch.training import TrainingConfig
+from gpt_scratch.workflows.classify import finetune_classifier, load_classifier, parameter_counts
+from gpt_scratch.workflows.lora import LORA_TARGET_MODULES, add_lora, load_lora, merge_lora
 
 TINY = {"emb_dim": 16, "n_layers": 2, "n_heads": 2, "context_length": 128}
 

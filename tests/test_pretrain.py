@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
-from gpt_scratch.pretrain import pretrain
 from gpt_scratch.training import TrainingConfig
+from gpt_scratch.workflows.pretrain import pretrain
 
 from conftest import PROJECT_ROOT
 
@@ -153,7 +153,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
         "2",
     ]  # fmt: skip  (18 windows-batches an epoch, 9 optimizer steps an epoch, 18 in all, dropout on)
     reference = tmp_path / "reference"
-    run_cli("scripts/pretrain.py", *flags, "--output-dir", str(reference))
+    run_cli("-m", "gpt_scratch", "pretrain", *flags, "--output-dir", str(reference))
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -176,7 +176,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert 12 <= step < 18
 
     (killed / "checkpoints" / ".tmp-step-999999").mkdir()  # debris of a crash while writing: ignored
-    resumed = run_cli("scripts/pretrain.py", *flags, "--output-dir", str(killed), "--resume")
+    resumed = run_cli("-m", "gpt_scratch", "pretrain", *flags, "--output-dir", str(killed), "--resume")
     assert f"Resumed from {killed / 'checkpoints' / f'step-{step:06d}'}" in resumed.stdout
     assert_same_weights(weights(reference), weights(killed), atol=1e-6)
 
@@ -202,11 +202,11 @@ def _ddp_flags(config: Path, batch_size: int) -> list[str]:
 def test_two_processes_torchrun_match_one_process(tmp_path):
     config = write_tiny_config(tmp_path, drop_rate=0.0)  # dropout masks would differ between the layouts
     one = tmp_path / "one"
-    run_cli("scripts/pretrain.py", *_ddp_flags(config, 4), "--output-dir", str(one))
+    run_cli("-m", "gpt_scratch", "pretrain", *_ddp_flags(config, 4), "--output-dir", str(one))
     two = tmp_path / "two"
     torchrun = [
         "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-        "scripts/pretrain.py", *_ddp_flags(config, 2), "--output-dir", str(two),
+        "-m", "gpt_scratch", "pretrain", *_ddp_flags(config, 2), "--output-dir", str(two),
     ]  # fmt: skip
     run_cli(*torchrun)
     assert_same_weights(weights(one), weights(two), atol=1e-5)
@@ -219,12 +219,12 @@ def test_two_processes_torchrun_match_one_process(tmp_path):
 def test_two_processes_accelerate_launch_match_one_process(tmp_path):
     config = write_tiny_config(tmp_path, drop_rate=0.0)
     one = tmp_path / "one"
-    run_cli("scripts/pretrain.py", *_ddp_flags(config, 4), "--output-dir", str(one))
+    run_cli("-m", "gpt_scratch", "pretrain", *_ddp_flags(config, 4), "--output-dir", str(one))
     two = tmp_path / "two"
     launch = [
         "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518",
-        "scripts/pretrain.py", *_ddp_flags(config, 2), "--output-dir", str(two),
+        "-m", "gpt_scratch", "pretrain", *_ddp_flags(config, 2), "--output-dir", str(two),
     ]  # fmt: skip
     result = run_cli(*launch)
     assert_same_weights(weights(one), weights(two), atol=1e-5)

@@ -338,7 +338,7 @@ def test_mismatched_vocabulary_files_are_named(gpt2_files, tmp_path):
 
 
 def test_benchmark_reports_every_case():
-    from gpt_scratch.bench_tokenizer import benchmark_tokenizer, format_tokenizer_benchmark
+    from bench_tokenizer import benchmark_tokenizer, format_tokenizer_benchmark
 
     report = benchmark_tokenizer(texts=TRICKY_TEXTS * 5, repeats=1)
     assert report["n_texts"] == len(TRICKY_TEXTS) * 5
@@ -361,7 +361,7 @@ def test_benchmark_reports_every_case():
 
 @pytest.mark.slow  # a timing assertion: opt-in, so that a busy CI machine cannot make the default run flaky
 def test_batched_encoding_keeps_up_with_tiktoken_on_the_instruction_data():
-    from gpt_scratch.bench_tokenizer import benchmark_tokenizer
+    from bench_tokenizer import benchmark_tokenizer
 
     report = benchmark_tokenizer(repeats=7)
     assert report["n_texts"] == 1100

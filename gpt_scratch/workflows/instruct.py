@@ -10,7 +10,7 @@ perplexity and, given a judge URL, has an LLM score each answer from 0 to 100:
     gpt-scratch finetune-instructions --from-gpt2 openai-community/gpt2-medium --judge-url http://localhost:11434
     gpt-scratch finetune-instructions my_records.jsonl --model runs/pretrain --judge-url http://localhost:8000/v1 \\
         --judge-api openai --judge-model qwen2.5
-    accelerate launch scripts/finetune_instructions.py --model runs/pretrain --output-dir runs/instruct
+    accelerate launch -m gpt_scratch finetune-instructions --model runs/pretrain --output-dir runs/instruct
     gpt-scratch chat runs/instruct --instruction "Rewrite the sentence using a simile." --input "The car is fast."
 
 From Python, `finetune_instructions(...)` does the same; `generate_responses`, `perplexity`, `evaluate_with_judge`
@@ -46,7 +46,6 @@ from gpt_scratch.data.instructions import (
     split_instruction_data,
     tokenize_instruction_data,
 )
-from gpt_scratch.judge import JudgeClient, JudgeResult, generate_model_scores
 from gpt_scratch.training import (
     CausalLMTask,
     TrainingConfig,
@@ -59,6 +58,7 @@ from gpt_scratch.training import (
     training_config_from_args,
     update_summary,
 )
+from gpt_scratch.workflows.judge import JudgeClient, JudgeResult, generate_model_scores
 
 RESPONSES_FILE = "instruction-data-with-response.json"
 END_OF_TEXT_ID = 50256
@@ -410,7 +410,7 @@ def _describe_judge(judge: Any) -> dict[str, Any]:
 
 def chat(folder: str | os.PathLike, instruction: str, input: str = "", max_new_tokens: int = 256) -> str:
     """The answer of the model saved in `folder` to one instruction (with optional input), greedy."""
-    from gpt_scratch.inference import load
+    from gpt_scratch.generation.inference import load
 
     model, tokenizer = load(folder)
     record = {"instruction": instruction, "input": input, "output": ""}

@@ -6,8 +6,8 @@ batches, a 90/10 train/validation split, seed 123, and the sample "Every effort 
 
     gpt-scratch pretrain                                   # the book's run
     gpt-scratch pretrain 'corpus/*.txt' --preset gpt2-small --context-length 1024 --output-dir runs/mine
-    accelerate launch --multi_gpu --num_processes 2 scripts/pretrain.py --output-dir runs/ddp
-    torchrun --nproc_per_node 2 scripts/pretrain.py --output-dir runs/ddp
+    accelerate launch --multi_gpu --num_processes 2 -m gpt_scratch pretrain --output-dir runs/ddp
+    torchrun --nproc_per_node 2 -m gpt_scratch pretrain --output-dir runs/ddp
 
 From Python, `pretrain(...)` does the same and returns the loop's `TrainResult`.
 """

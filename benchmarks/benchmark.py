@@ -201,7 +201,7 @@ def _decode_runner(impl: str, folder: str, batch: int, prompt: int, new: int, de
     ids = ids.to(device)
 
     if impl == "gpt_scratch":
-        from gpt_scratch.fast_generate import generate_fast
+        from gpt_scratch.generation.fast_generate import generate_fast
 
         def decode() -> torch.Tensor:
             return generate_fast(model, ids, max_new_tokens=new)
@@ -255,7 +255,7 @@ def _prefill_runner(impl: str, folder: str, length: int, device: str):
     ids = ids.to(device)
 
     if impl == "gpt_scratch":  # the prefill of generate_fast
-        from gpt_scratch.fast_generate import StaticKVCache, forward_with_static_cache
+        from gpt_scratch.generation.fast_generate import StaticKVCache, forward_with_static_cache
 
         c = model.config
 
@@ -477,7 +477,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         _add_mfu(group, peaks["bf16" if key.startswith("train bf16") else "fp32"])
     if "tokenizer" in tasks:
         try:
-            from gpt_scratch.bench_tokenizer import benchmark_tokenizer
+            from bench_tokenizer import benchmark_tokenizer
 
             report["tokenizer"] = benchmark_tokenizer(repeats=args.tokenizer_repeats)
         except Exception as error:  # no data set offline, etc.: the rest of the report stands
@@ -556,7 +556,7 @@ def format_report(report: dict[str, Any]) -> str:
         if "skipped" in tokenizer:
             lines.append(f"tokenizer: skipped ({tokenizer['skipped']})")
         else:
-            from gpt_scratch.bench_tokenizer import format_tokenizer_benchmark
+            from bench_tokenizer import format_tokenizer_benchmark
 
             lines.append(format_tokenizer_benchmark(tokenizer))
     if report.get("targets"):
@@ -612,7 +612,7 @@ def run(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     _parser = argparse.ArgumentParser(
-        prog="python -m gpt_scratch.benchmark", description=__doc__.splitlines()[0]
+        prog="python benchmarks/benchmark.py", description=__doc__.splitlines()[0]
     )
     add_arguments(_parser)
     raise SystemExit(run(_parser.parse_args()))

@@ -92,8 +92,8 @@ def _check_weights(folder: Path, config: dict[str, Any], problems: list[str]) ->
     import torch
     from safetensors import safe_open
 
-    from .configuration_gpt_scratch import GPTScratchConfig
-    from .modeling_gpt_scratch import (
+    from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
+    from gpt_scratch.modeling_gpt_scratch import (
         GPTScratchForCausalLM,
         GPTScratchForSequenceClassification,
         GPTScratchModel,
@@ -226,7 +226,7 @@ def push_folder(
     """
     folder = Path(folder)
     if write_card and (folder / "config.json").is_file():
-        from hub_card.render import write_model_card
+        from gpt_scratch.hub.card import write_model_card
 
         write_model_card(folder, repo_id=repo_id)
     problems = validate_folder(folder)

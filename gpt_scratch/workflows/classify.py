@@ -11,7 +11,7 @@ precision/recall/F1 of the positive class, are computed with `evaluate` and adde
     gpt-scratch finetune-classifier reviews.csv --text-column review --label-column sentiment --no-balance \\
         --model runs/pretrain --trainable all
     gpt-scratch finetune-classifier --model runs/pretrain --lora-rank 16 --lora-alpha 16   # appendix E
-    accelerate launch scripts/finetune_classifier.py --model runs/pretrain
+    accelerate launch -m gpt_scratch finetune-classifier --model runs/pretrain
 
 The output folder loads with `AutoModelForSequenceClassification` and `pipeline("text-classification", ...)`;
 a LoRA run saves the merged model there and the PEFT adapter in `adapter/`. From Python, `finetune_classifier`
@@ -186,7 +186,7 @@ def finetune_classifier(
     """Fine-tune a classifier from `base_model` on `data` with the shared loop; see the module docstring.
 
     `data` and its options go to `prepare_classification_data` (split seeded with `training.seed`).
-    `lora_rank` trains LoRA adapters (`gpt_scratch.lora`) instead of the `trainable` parts. `positive_label`
+    `lora_rank` trains LoRA adapters (`gpt_scratch.workflows.lora`) instead of the `trainable` parts. `positive_label`
     (a label name or id; default: id 1) is the class whose precision / recall / F1 are reported.
     """
     training = training or book_training_config()
@@ -218,7 +218,7 @@ def finetune_classifier(
         model.config.context_length
     )  # lets pipeline(..., truncation=True) cut long texts
     if lora_rank:
-        from gpt_scratch.lora import add_lora
+        from gpt_scratch.workflows.lora import add_lora
 
         model = add_lora(model, lora_rank, lora_alpha)
         # The loop renders the model card from output_dir/config.json; a PEFT model saves only its adapter.
@@ -300,7 +300,7 @@ def _positive_id(positive_label: str | int | None, label2id: dict[str, int]) -> 
 
 def _save_lora_run(model: Any, output_dir: Path) -> torch.nn.Module:
     """Move the adapter the loop saved into output_dir/adapter, and save the merged model in output_dir."""
-    from gpt_scratch.lora import merge_lora
+    from gpt_scratch.workflows.lora import merge_lora
 
     adapter_dir = output_dir / "adapter"
     model.save_pretrained(adapter_dir)
@@ -402,7 +402,7 @@ def run(args: argparse.Namespace) -> int:
 
 def parameter_counts(config: GPTScratchConfig, lora_rank: int = 16, lora_alpha: float = 16) -> dict[str, int]:
     """Trainable parameters of a classifier of `config` for each `--trainable` choice and LoRA (meta device)."""
-    from gpt_scratch.lora import add_lora
+    from gpt_scratch.workflows.lora import add_lora
 
     counts = {}
     with torch.device("meta"):  # shapes only: no memory, no initialisation

@@ -5,7 +5,7 @@ The texts default to the book's instruction data (chapter 7), each record format
 Every case is warmed up once, then the cases run in turn ``repeats`` times (interleaved, so a slow moment of
 the machine hits them all alike); the figures are the median and the min/max over the repeats.
 
-    python -m gpt_scratch.bench_tokenizer
+    python benchmarks/bench_tokenizer.py
 """
 
 from __future__ import annotations
