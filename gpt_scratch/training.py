@@ -22,6 +22,7 @@ columns, e.g. the pretraining windows {input_ids, target_ids}); pass a `collate_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
@@ -29,7 +30,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
-from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -196,7 +196,26 @@ class ClassificationTask(Task):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Result
+# State and result
+
+
+@dataclass
+class TrainState:
+    """Where a run stands, written as JSON into every checkpoint (transformers' `TrainerState` is the model)."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # epochs completed
+    batches_in_epoch: int = 0  # batches of the current epoch already trained on (skipped when resuming)
+    tokens_seen: int = 0  # over every process
+    wall_time_s: float = 0.0  # time spent training, over every resumed part of the run
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per evaluation
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> TrainState:
+        return cls(**json.loads(path.read_text()))
 
 
 @dataclass
@@ -210,8 +229,30 @@ class TrainResult:
     accelerator: Accelerator | None = field(default=None, repr=False)
 
 
+@dataclass
+class Run:
+    """What `prepare` sets up for `fit` and `finish`: the accelerate-prepared objects and the state."""
+
+    config: TrainingConfig
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    train_loader: DataLoader
+    train_eval_loader: DataLoader  # the first eval_iter training batches, unshuffled: the same every time
+    val_loader: DataLoader | None
+    test_loader: DataLoader | None
+    steps_per_epoch: int
+    total_steps: int
+    state: TrainState
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.output_dir)
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# The loop
+# The loop: train = prepare -> fit -> finish
 
 
 def train(
@@ -235,11 +276,34 @@ def train(
     `extra_hyperparameters` (e.g. the model preset) into its "hyperparameters".
     """
     start_time = time.time()
-    output_dir = Path(config.output_dir)
+    run = prepare(model, train_dataset, val_dataset, config, test_dataset=test_dataset, collate_fn=collate_fn)
+    hyperparameters = {**dataclasses.asdict(config), **(extra_hyperparameters or {})}
+    model_config = getattr(run.accelerator.unwrap_model(run.model), "config", None)
+    if model_config is not None:
+        hyperparameters["model_config"] = model_config.to_diff_dict()
+    if config.log_with:
+        run.accelerator.init_trackers("gpt_scratch", config=_flat_scalars(hyperparameters))
+    fit(run, task, tokenizer)
+    summary = finish(run, task, tokenizer, hyperparameters, base_model, datasets, start_time)
+    model = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
+    return TrainResult(model, run.state.history, summary, run.output_dir, run.accelerator)
+
+
+def prepare(
+    model: torch.nn.Module,
+    train_dataset: Any,
+    val_dataset: Any | None,
+    config: TrainingConfig,
+    *,
+    test_dataset: Any | None = None,
+    collate_fn: Callable | None = None,
+) -> Run:
+    """The accelerator, the loaders, AdamW and the learning-rate schedule; the checkpoint's state when resuming."""
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError(
             "mixed_precision='fp16' needs a GPU (fp16 autocast with a grad scaler); on CPU use 'bf16'"
         )
+    output_dir = Path(config.output_dir)
     accelerator = Accelerator(
         cpu=_cpu_only_processes(),
         mixed_precision=config.mixed_precision,
@@ -252,14 +316,12 @@ def train(
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
 
-    eval_batch_size = config.eval_batch_size or config.batch_size
-
     # Each loader has its own generator: making an iterator draws a seed from it, and a draw from torch's global
     # RNG would shift the dropout masks after a resume (the resumed run makes one iterator more).
     def make_loader(dataset: Any, batch_size: int, **kwargs: Any) -> DataLoader:
         generator = torch.Generator().manual_seed(config.seed)
         return DataLoader(
-            dataset,
+            _torch_format(dataset),
             batch_size,
             collate_fn=collate_fn,
             num_workers=config.num_workers,
@@ -267,22 +329,20 @@ def train(
             **kwargs,
         )
 
-    train_dataset, val_dataset, test_dataset = (
-        _torch_format(d) for d in (train_dataset, val_dataset, test_dataset)
-    )
+    eval_batch_size = config.eval_batch_size or config.batch_size
     train_loader = make_loader(
         train_dataset, config.batch_size, shuffle=config.shuffle, drop_last=config.drop_last
     )
-    # The train loss is evaluated on the first eval_iter batches of an unshuffled loader: the same batches every
-    # time, and no draw from the training loader's random state (which resuming must reproduce exactly).
-    train_eval_loader = make_loader(train_dataset, eval_batch_size, shuffle=False)
-    val_loader = make_loader(val_dataset, eval_batch_size, shuffle=False) if val_dataset else None
-    test_loader = make_loader(test_dataset, eval_batch_size, shuffle=False) if test_dataset else None
     if len(train_loader) == 0:
         raise ValueError(
             f"The training set ({len(train_dataset)} examples) makes no batch of {config.batch_size}"
             + (" with drop_last=True" if config.drop_last else "")
         )
+    # The train loss is evaluated on the first eval_iter batches of an unshuffled loader: the same batches every
+    # time, and no draw from the training loader's random state (which resuming must reproduce exactly).
+    train_eval_loader = make_loader(train_dataset, eval_batch_size, shuffle=False)
+    val_loader = make_loader(val_dataset, eval_batch_size, shuffle=False) if val_dataset else None
+    test_loader = make_loader(test_dataset, eval_batch_size, shuffle=False) if test_dataset else None
 
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
@@ -304,144 +364,182 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
     accelerator.register_for_checkpointing(scheduler)
 
-    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "tokens_seen": 0, "wall_time_s": 0.0}
-    history: list[dict[str, Any]] = []
+    state = TrainState()
     if config.resume:
         checkpoint = latest_checkpoint(output_dir)
         if checkpoint is None:
             accelerator.print(f"No checkpoint in {output_dir / CHECKPOINTS_DIR}: starting from scratch")
         else:
             accelerator.load_state(str(checkpoint))
-            saved = json.loads((checkpoint / TRAINER_STATE).read_text())
-            state, history = saved["state"], saved["history"]
-            accelerator.print(f"Resumed from {checkpoint} (step {state['step']}, epoch {state['epoch'] + 1})")
+            state = TrainState.load(checkpoint / TRAINER_STATE)
+            accelerator.print(f"Resumed from {checkpoint} (step {state.step}, epoch {state.epoch + 1})")
     if accelerator.is_main_process:
-        _write_metric_logs(output_dir, history, rewrite=True)
+        _write_metric_logs(output_dir, state.history, rewrite=True)
+    return Run(
+        config, accelerator, model, optimizer, scheduler, train_loader, train_eval_loader, val_loader,
+        test_loader, steps_per_epoch, total_steps, state,
+    )  # fmt: skip
 
-    hyperparameters = {**dataclasses.asdict(config), **(extra_hyperparameters or {})}
-    unwrapped_config = getattr(accelerator.unwrap_model(model), "config", None)
-    if unwrapped_config is not None:
-        hyperparameters["model_config"] = unwrapped_config.to_diff_dict()
-    if config.log_with:
-        accelerator.init_trackers("gpt_scratch", config=_flat_scalars(hyperparameters))
 
-    def evaluate_now(num_batches: int | None) -> dict[str, float]:
-        """The book's evaluate_model: train and validation loss (and metrics) over num_batches, model in eval."""
-        model.eval()
-        results = evaluate(model, train_eval_loader, task, accelerator, num_batches, prefix="train_")
-        if val_loader is not None:
-            results |= evaluate(model, val_loader, task, accelerator, num_batches, prefix="val_")
-        model.train()
-        return results
-
+def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
+    """The book's `train_model_simple`: for each epoch, for each batch, the loss, backward and an optimizer step;
+    every `eval_freq` steps the book's `evaluate_model`; after each epoch a sample. On accelerate: gradient
+    accumulation and clipping, a resumed run starts mid-epoch where its checkpoint stopped."""
+    config, accelerator, model, state = run.config, run.accelerator, run.model, run.state
     progress = tqdm(
-        total=total_steps,
-        initial=state["step"],
+        total=run.total_steps,
+        initial=state.step,
         desc="Training",
         disable=not (accelerator.is_main_process and config.progress_bar),
         dynamic_ncols=True,
     )
     write = progress.write if not progress.disable else accelerator.print
-    run_start, local_tokens = time.time(), 0
-    interval_start, interval_tokens = time.time(), state["tokens_seen"]  # throughput since the last eval
-    last_checkpoint_step = state["step"] if config.resume else -1
+    clock = _Clock(state)
+    last_checkpoint_step = state.step if config.resume else -1
+    local_tokens = 0
     model.train()
-    while state["epoch"] < config.num_epochs and state["step"] < total_steps:
-        train_loader.set_epoch(state["epoch"])
-        loader = train_loader
-        if state["batches_in_epoch"]:
-            loader = accelerator.skip_first_batches(train_loader, state["batches_in_epoch"])
-        for batch in loader:
+    while state.epoch < config.num_epochs and state.step < run.total_steps:
+        for batch in _rest_of_epoch(run):
             with accelerator.accumulate(model):
                 loss = task.loss(model, batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            state["batches_in_epoch"] += 1
+                run.optimizer.step()
+                run.optimizer.zero_grad()
+            state.batches_in_epoch += 1
             local_tokens += task.num_tokens(batch)
             if not accelerator.sync_gradients:
-                continue
-            scheduler.step()
-            state["step"] += 1
-            state["tokens_seen"] += _sum_over_processes(local_tokens, accelerator)
+                continue  # accumulating: no optimizer step yet
+            run.scheduler.step()
+            state.step += 1
+            state.tokens_seen += _sum_over_processes(local_tokens, accelerator)
             local_tokens = 0
             progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}")
 
-            if (state["step"] - 1) % config.eval_freq == 0:
-                interval_s = time.time() - interval_start
-                results = evaluate_now(config.eval_iter)
-                record = {
-                    "step": state["step"],
-                    "epoch": state["epoch"] + 1,
-                    "tokens_seen": state["tokens_seen"],
-                    "lr": scheduler.get_last_lr()[0],
-                    **results,
-                    "tokens_per_s": (state["tokens_seen"] - interval_tokens) / max(interval_s, 1e-9),
-                    "elapsed_s": state["wall_time_s"] + time.time() - run_start,
-                }
-                history.append(record)
-                write(_format_record(record))
-                if accelerator.is_main_process:
-                    _write_metric_logs(output_dir, [record])
-                if config.log_with:
-                    accelerator.log({k: v for k, v in record.items() if k != "step"}, step=state["step"])
-                interval_start, interval_tokens = time.time(), state["tokens_seen"]
-
-            if state["batches_in_epoch"] == len(train_loader):
-                state["epoch"], state["batches_in_epoch"] = state["epoch"] + 1, 0  # this step ended the epoch
-            if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
-                state["wall_time_s"] += time.time() - run_start
-                run_start = time.time()
-                save_checkpoint(accelerator, output_dir, state, history)
-                interval_start += time.time() - run_start  # checkpoint time is not training time
-                last_checkpoint_step = state["step"]
-            if state["step"] >= total_steps:
+            if (state.step - 1) % config.eval_freq == 0:  # after the first step, then every eval_freq steps
+                write(_format_record(_log_evaluation(run, task, clock)))
+            if state.batches_in_epoch == len(run.train_loader):
+                state.epoch, state.batches_in_epoch = state.epoch + 1, 0  # this step ended the epoch
+            if config.checkpoint_every and state.step % config.checkpoint_every == 0:
+                with clock.paused():
+                    save_checkpoint(accelerator, run.output_dir, state)
+                last_checkpoint_step = state.step
+            if state.step >= run.total_steps:
                 break
         else:  # the loader ran out (an epoch that ended without a sync can only be the last partial one)
-            if state["batches_in_epoch"]:
-                state["epoch"], state["batches_in_epoch"] = state["epoch"] + 1, 0
+            if state.batches_in_epoch:
+                state.epoch, state.batches_in_epoch = state.epoch + 1, 0
         _print_sample(model, tokenizer, task, accelerator, write)
     progress.close()
+    clock.stop()
+    if last_checkpoint_step != state.step:
+        save_checkpoint(accelerator, run.output_dir, state)
 
-    state["wall_time_s"] += time.time() - run_start
-    if last_checkpoint_step != state["step"]:
-        save_checkpoint(accelerator, output_dir, state, history)
 
-    # Final metrics, the saved folder and the summary.
-    final = evaluate_now(config.final_eval_iter)
-    if test_loader is not None:
+def finish(
+    run: Run,
+    task: Task,
+    tokenizer: Any,
+    hyperparameters: dict[str, Any],
+    base_model: str | None = None,
+    datasets: list[dict[str, Any]] | None = None,
+    start_time: float | None = None,
+) -> dict[str, Any]:
+    """The final metrics (over `final_eval_iter` batches, and the test set), the saved folder, the summary."""
+    accelerator, model = run.accelerator, run.model
+    final = evaluate_model(run, task, run.config.final_eval_iter)
+    if run.test_loader is not None:
         model.eval()
-        final |= evaluate(model, test_loader, task, accelerator, None, prefix="test_")
+        final |= evaluate(model, run.test_loader, task, accelerator, None, prefix="test_")
     final |= task.derived_metrics(final)
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     state_dict = accelerator.get_state_dict(model)
     summary = _summary(
-        task,
-        base_model,
-        datasets,
-        hyperparameters,
-        final,
-        state,
-        unwrapped,
-        steps_per_epoch,
-        history,
-        start_time,
-    )
+        task, base_model, datasets, hyperparameters, final, run.state, unwrapped, run.steps_per_epoch,
+        start_time or time.time(),
+    )  # fmt: skip
     if accelerator.is_main_process:
-        unwrapped.save_pretrained(output_dir, state_dict=state_dict)
+        unwrapped.save_pretrained(run.output_dir, state_dict=state_dict)
         if tokenizer is not None:
-            tokenizer.save_pretrained(output_dir)
-        summary["plots"] = _plot_history(history, output_dir)
-        write_summary(output_dir, summary)
+            tokenizer.save_pretrained(run.output_dir)
+        summary["plots"] = _plot_history(run.state.history, run.output_dir)
+        write_summary(run.output_dir, summary)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    if accelerator.num_processes == 1:
-        AcceleratorState._reset_state(reset_partial_state=True)  # lets a process call train() again (tests)
-    return TrainResult(unwrapped, history, summary, output_dir, accelerator)
+    return summary
+
+
+def evaluate_model(run: Run, task: Task, num_batches: int | None) -> dict[str, float]:
+    """The book's `evaluate_model`: train and validation loss (and the task's metrics) over `num_batches`."""
+    run.model.eval()
+    results = evaluate(run.model, run.train_eval_loader, task, run.accelerator, num_batches, prefix="train_")
+    if run.val_loader is not None:
+        results |= evaluate(run.model, run.val_loader, task, run.accelerator, num_batches, prefix="val_")
+    run.model.train()
+    return results
+
+
+def _rest_of_epoch(run: Run) -> Any:
+    """The current epoch's batches, without those a resumed run already trained on."""
+    run.train_loader.set_epoch(run.state.epoch)
+    if run.state.batches_in_epoch:
+        return run.accelerator.skip_first_batches(run.train_loader, run.state.batches_in_epoch)
+    return run.train_loader
+
+
+def _log_evaluation(run: Run, task: Task, clock: _Clock) -> dict[str, Any]:
+    """Evaluate, append the record to the history, metrics.jsonl/.csv and the trackers; return it."""
+    state = run.state
+    tokens_per_s = clock.tokens_per_s()
+    record = {
+        "step": state.step,
+        "epoch": state.epoch + 1,
+        "tokens_seen": state.tokens_seen,
+        "lr": run.scheduler.get_last_lr()[0],
+        **evaluate_model(run, task, run.config.eval_iter),
+        "tokens_per_s": tokens_per_s,
+        "elapsed_s": clock.elapsed(),
+    }
+    state.history.append(record)
+    if run.accelerator.is_main_process:
+        _write_metric_logs(run.output_dir, [record])
+    if run.config.log_with:
+        run.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=state.step)
+    clock.new_interval()
+    return record
+
+
+class _Clock:
+    """Training time (added to `state.wall_time_s`) and the throughput since the last evaluation."""
+
+    def __init__(self, state: TrainState):
+        self.state = state
+        self.start = time.time()
+        self.interval_start, self.interval_tokens = self.start, state.tokens_seen
+
+    def elapsed(self) -> float:
+        return self.state.wall_time_s + time.time() - self.start
+
+    def tokens_per_s(self) -> float:
+        seconds = time.time() - self.interval_start
+        return (self.state.tokens_seen - self.interval_tokens) / max(seconds, 1e-9)
+
+    def new_interval(self) -> None:
+        self.interval_start, self.interval_tokens = time.time(), self.state.tokens_seen
+
+    def stop(self) -> None:
+        self.state.wall_time_s += time.time() - self.start
+        self.start = time.time()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Bank the time so far into the state (a checkpoint saves it); what follows is not throughput time."""
+        self.stop()
+        yield
+        self.interval_start += time.time() - self.start
 
 
 def lr_lambda(config: TrainingConfig, total_steps: int) -> Callable[[int], float]:
@@ -499,12 +597,10 @@ def evaluate(
 # Checkpoints: save_state into a temporary folder, renamed into place when complete; `latest` names the newest.
 
 
-def save_checkpoint(
-    accelerator: Accelerator, output_dir: Path, state: dict[str, Any], history: list[dict[str, Any]]
-) -> Path:
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainState) -> Path:
     """Write checkpoints/step-NNNNNN atomically: a crash while writing leaves the previous checkpoint intact."""
     root = Path(output_dir) / CHECKPOINTS_DIR
-    name = f"step-{state['step']:06d}"
+    name = f"step-{state.step:06d}"
     final, tmp = root / name, root / f".tmp-{name}"
     if accelerator.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
@@ -513,7 +609,7 @@ def save_checkpoint(
     accelerator.save_state(str(tmp))  # every process writes its random states; the main one the rest
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / TRAINER_STATE).write_text(json.dumps({"state": state, "history": history}, indent=1))
+        state.save(tmp / TRAINER_STATE)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -568,7 +664,7 @@ def update_summary(
 
 
 def _summary(
-    task, base_model, datasets, hyperparameters, final, state, model, steps_per_epoch, history, start
+    task, base_model, datasets, hyperparameters, final, state: TrainState, model, steps_per_epoch, start
 ):
     parameters = list(model.parameters())
     return {
@@ -577,10 +673,10 @@ def _summary(
         "datasets": list(datasets or []),
         "hyperparameters": hyperparameters,
         "metrics": final,
-        "tokens_seen": int(state["tokens_seen"]),
-        "steps": int(state["step"]),
-        "epochs": round(state["step"] / steps_per_epoch, 4),
-        "wall_time_s": round(state["wall_time_s"], 3),
+        "tokens_seen": int(state.tokens_seen),
+        "steps": int(state.step),
+        "epochs": round(state.step / steps_per_epoch, 4),
+        "wall_time_s": round(state.wall_time_s, 3),
         "total_time_s": round(time.time() - start, 3),
         "parameters": {
             "total": sum(p.numel() for p in parameters),

@@ -8,25 +8,40 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def shared_dir() -> Path:
-    """The one place tests locate ../shared (the book's data sets and the tiktoken cache)."""
+def shared_dir() -> Path | None:
+    """The one place tests locate ../shared (the book's data sets and the tiktoken cache); None when missing."""
     path = Path(os.environ.get("GPT_SCRATCH_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
-    if not (path / "data").is_dir():
-        raise RuntimeError(f"../shared not found at {path}: set GPT_SCRATCH_SHARED_DIR")
-    return path
+    return path if (path / "data").is_dir() else None
 
 
 SHARED = shared_dir()
+SHARED_MISSING = (
+    f"../shared not found at {PROJECT_ROOT.parent / 'shared'} (set GPT_SCRATCH_SHARED_DIR): "
+    "it holds the GPT-2 BPE files and the book's data sets"
+)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED / "tiktoken-cache")
-os.environ["GPT_SCRATCH_DATA_DIR"] = str(SHARED / "data")
+if SHARED is not None:
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED / "tiktoken-cache")
+    os.environ["GPT_SCRATCH_DATA_DIR"] = str(SHARED / "data")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without ../shared, the tests that need it (module marker `needs_shared`, or the `shared` fixture) skip."""
+    if SHARED is not None:
+        return
+    skip = pytest.mark.skip(reason=SHARED_MISSING)
+    for item in items:
+        if item.get_closest_marker("needs_shared") or "shared" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
+    if SHARED is None:
+        pytest.skip(SHARED_MISSING)
     return SHARED
 
 
@@ -39,6 +54,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# ---- The tiny model of the tests (the role of transformers' GPT2ModelTester) ------------------------------------
+
+TINY_CONFIG = dict(vocab_size=50257, context_length=64, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0)
+
+
+def tiny_config(**overrides):
+    """The tests' tiny GPTScratchConfig (GPT-2's vocabulary, 2 layers of width 16), with `overrides`."""
+    from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
+
+    return GPTScratchConfig(**{**TINY_CONFIG, **overrides})
 
 
 CLEAN_PYTHON_BOOT = (
@@ -79,13 +106,13 @@ VOCAB_BPE = "6d1cbeee0f20b3d9449abfede4726ed8212e3aee"  # vocab.bpe, what transf
 
 
 @pytest.fixture(scope="session")
-def gpt2_files(tmp_path_factory) -> Path:
+def gpt2_files(tmp_path_factory, shared) -> Path:
     """A folder with GPT-2's vocab.json + merges.txt (copied from the tiktoken cache), as transformers names them."""
     import shutil
 
     folder = tmp_path_factory.mktemp("gpt2-files")
-    shutil.copy(SHARED / "tiktoken-cache" / ENCODER_JSON, folder / "vocab.json")
-    shutil.copy(SHARED / "tiktoken-cache" / VOCAB_BPE, folder / "merges.txt")
+    shutil.copy(shared / "tiktoken-cache" / ENCODER_JSON, folder / "vocab.json")
+    shutil.copy(shared / "tiktoken-cache" / VOCAB_BPE, folder / "merges.txt")
     return folder
 
 

@@ -2,25 +2,31 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
 
-from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 from gpt_scratch.plotting import plot_losses
 from gpt_scratch.training import (
     CausalLMTask,
     ClassificationTask,
     TrainingConfig,
+    TrainState,
     latest_checkpoint,
     lr_lambda,
     train,
 )
 
-TINY = dict(emb_dim=32, n_layers=2, n_heads=2, context_length=32, drop_rate=0.0, vocab_size=128)
+from conftest import tiny_config
+
+TINY = dict(emb_dim=32, context_length=32, vocab_size=128)  # overrides of conftest.tiny_config
 
 
 def windows(n: int, seed: int = 0) -> Dataset:
@@ -46,7 +52,7 @@ def test_lr_schedule_warmup_then_cosine_to_min_lr():
 
 def test_causal_lm_loss_is_the_books_calc_loss_batch():
     torch.manual_seed(0)
-    model = GPTScratchForCausalLM(GPTScratchConfig(**TINY)).eval()
+    model = GPTScratchForCausalLM(tiny_config(**TINY)).eval()
     batch = {k: torch.tensor(v) for k, v in windows(3)[:].items()}
     logits = model(batch["input_ids"]).logits
     book = F.cross_entropy(logits.flatten(0, 1), batch["target_ids"].flatten())  # calc_loss_batch
@@ -61,7 +67,7 @@ def test_causal_lm_loss_is_the_books_calc_loss_batch():
 
 def test_train_lowers_the_loss_and_logs_everything(tmp_path):
     torch.manual_seed(0)
-    model = GPTScratchForCausalLM(GPTScratchConfig(**TINY))
+    model = GPTScratchForCausalLM(tiny_config(**TINY))
     cfg = config(tmp_path, num_epochs=3, learning_rate=5e-3, log_with="tensorboard", max_grad_norm=1.0,
                  gradient_accumulation_steps=2)  # fmt: skip
     result = train(model, windows(32), windows(8, seed=1), cfg, CausalLMTask(start_context=None))
@@ -80,11 +86,13 @@ def test_train_lowers_the_loss_and_logs_everything(tmp_path):
     assert (out / "model.safetensors").is_file() and (out / "loss.png").is_file()
     assert latest_checkpoint(out).name == "step-000012"
     assert [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("step-")] == ["step-000012"]
+    state = TrainState.load(latest_checkpoint(out) / "trainer_state.json")  # plain JSON, no pickle
+    assert (state.step, state.epoch, state.batches_in_epoch) == (12, 3, 0) and state.history == result.history
 
 
 def test_classification_task_reports_accuracy(tmp_path):
     torch.manual_seed(0)
-    model = GPTScratchForSequenceClassification(GPTScratchConfig(**TINY, num_labels=2))
+    model = GPTScratchForSequenceClassification(tiny_config(**TINY, num_labels=2))
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1, 128, (40, 8), generator=g)
     labels = (ids[:, -1] < 64).long()  # learnable from the last token, where the classifier reads
@@ -105,7 +113,7 @@ def test_classification_task_reports_accuracy(tmp_path):
 
 def test_checkpoint_keeps_the_previous_one_until_the_new_is_complete(tmp_path):
     torch.manual_seed(0)
-    model = GPTScratchForCausalLM(GPTScratchConfig(**TINY))
+    model = GPTScratchForCausalLM(tiny_config(**TINY))
     cfg = config(tmp_path, checkpoint_every=2)
     train(model, windows(16), None, cfg, CausalLMTask(start_context=None))
     root = tmp_path / "run" / "checkpoints"
@@ -124,19 +132,39 @@ def test_bad_settings_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="batch_size"):
         TrainingConfig(batch_size=0)
     if not torch.cuda.is_available():
-        model = GPTScratchForCausalLM(GPTScratchConfig(**TINY))
+        model = GPTScratchForCausalLM(tiny_config(**TINY))
         with pytest.raises(ValueError, match="fp16.*GPU"):
             train(model, windows(8), None, config(tmp_path, mixed_precision="fp16"), CausalLMTask())
 
 
+BF16_SCRIPT = """
+import json, math, sys
+import torch
+from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
+from gpt_scratch.training import CausalLMTask, TrainingConfig, train
+from conftest import tiny_config
+from test_training import TINY, windows
+
+torch.manual_seed(0)
+model = GPTScratchForCausalLM(tiny_config(**TINY))
+cfg = TrainingConfig(output_dir=sys.argv[1], num_epochs=1, batch_size=4, eval_freq=2, eval_iter=2,
+                     final_eval_iter=2, progress_bar=False, mixed_precision="bf16")
+result = train(model, windows(16), windows(4), cfg, CausalLMTask(None))
+print(json.dumps({"val_loss": result.summary["metrics"]["val_loss"],
+                  "dtype": str(next(result.model.parameters()).dtype)}))
+"""
+
+
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
-    torch.manual_seed(0)
-    model = GPTScratchForCausalLM(GPTScratchConfig(**TINY))
-    result = train(
-        model, windows(16), windows(4), config(tmp_path, mixed_precision="bf16"), CausalLMTask(None)
+    # accelerate fixes the precision once per process: bf16 runs in a process of its own
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", BF16_SCRIPT, str(tmp_path / "run")], env=env, capture_output=True, text=True
     )
-    assert math.isfinite(result.summary["metrics"]["val_loss"])
-    assert next(result.model.parameters()).dtype == torch.float32  # weights stay fp32, autocast computes bf16
+    assert result.returncode == 0, result.stderr[-3000:]
+    reported = json.loads(result.stdout.strip().splitlines()[-1])
+    assert math.isfinite(reported["val_loss"])
+    assert reported["dtype"] == "torch.float32"  # weights stay fp32, autocast computes bf16
 
 
 def test_plot_losses_writes_a_png(tmp_path):
