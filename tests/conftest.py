@@ -8,15 +8,11 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def shared_dir() -> Path | None:
-    """The one place tests locate ../shared (the book's data sets and the tiktoken cache); None when missing."""
-    path = Path(os.environ.get("GPT_SCRATCH_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
-    return path if (path / "data").is_dir() else None
-
-
-SHARED = shared_dir()
+SHARED_PATH = Path(os.environ.get("GPT_SCRATCH_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
+# ../shared holds the book's data sets and the tiktoken cache; None when it is missing
+SHARED = SHARED_PATH if (SHARED_PATH / "data").is_dir() else None
 SHARED_MISSING = (
-    f"../shared not found at {PROJECT_ROOT.parent / 'shared'} (set GPT_SCRATCH_SHARED_DIR): "
+    f"../shared not found at {SHARED_PATH} (set GPT_SCRATCH_SHARED_DIR): "
     "it holds the GPT-2 BPE files and the book's data sets"
 )
 os.environ["HF_HUB_OFFLINE"] = "1"

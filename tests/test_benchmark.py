@@ -6,9 +6,6 @@ import json
 import pytest
 import torch
 
-from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
-from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
-
 import benchmark
 
 
@@ -48,24 +45,6 @@ def test_tiny_run_reports_every_task_and_writes_json(tmp_path, capsys):
     assert {t["versus"] for t in report["targets"]} >= {"hf_gpt2", "hf_gpt2_generate"}
     table = capsys.readouterr().out
     assert "decode batch 1" in table and "hf_gpt2_generate" in table and "target" in table
-
-
-def test_book_models_get_our_weights_and_agree():
-    pytest.importorskip("llms_from_scratch")
-    torch.manual_seed(0)
-    ours = GPTScratchForCausalLM(GPTScratchConfig.from_preset("gpt2-small", **benchmark.TINY)).eval()
-    ids = torch.randint(0, 512, (2, 9))
-    expected = ours(ids, use_cache=False).logits
-    for name in ("book", "book_kv_cache"):
-        from llms_from_scratch.ch04 import GPTModel
-        from llms_from_scratch.kv_cache.gpt2 import GPTModel as GPTModelKV
-
-        model = (GPTModel if name == "book" else GPTModelKV)(benchmark.book_config(ours.config)).eval()
-        model.load_state_dict(
-            benchmark.book_state_dict(ours.state_dict(), ours.config.n_layers), strict=False
-        )
-        with torch.no_grad():
-            torch.testing.assert_close(model(ids), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_book_kv_cache_decoding_is_the_books_greedy_decoding(tmp_path):

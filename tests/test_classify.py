@@ -25,10 +25,10 @@ from gpt_scratch.workflows.classify import (
     set_trainable,
 )
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, TINY_CONFIG, tiny_config
 
 # vocab 50257 for the real tokenizer; context 128 holds the spam set's longest training text (120 tokens)
-TINY = {"emb_dim": 16, "n_layers": 2, "n_heads": 2, "context_length": 128}
+TINY = dict(context_length=128, drop_rate=0.1)  # overrides of conftest.tiny_config
 
 
 def tiny_training(output_dir, **overrides) -> TrainingConfig:
@@ -46,14 +46,14 @@ def tiny_training(output_dir, **overrides) -> TrainingConfig:
     return TrainingConfig(**{**fast, **overrides})
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.needs_shared, pytest.mark.usefixtures("one_thread")]  # needs ../shared
 
 
 @pytest.fixture(scope="module")
 def lm_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lm")
     torch.manual_seed(0)
-    GPTScratchForCausalLM(GPTScratchConfig(**TINY)).save_pretrained(folder)
+    GPTScratchForCausalLM(tiny_config(**TINY)).save_pretrained(folder)
     return folder
 
 
@@ -79,8 +79,8 @@ def test_trainable_parts_of_gpt2_small_match_the_book_and_transformers():
 
 
 def test_set_trainable_on_a_tiny_model():
-    model = GPTScratchForSequenceClassification(GPTScratchConfig(**TINY, num_labels=3))
-    d = TINY["emb_dim"]
+    model = GPTScratchForSequenceClassification(tiny_config(**TINY, num_labels=3))
+    d = model.config.emb_dim
     block = sum(p.numel() for p in model.model.trf_blocks[-1].parameters())
     assert set_trainable(model, "head") == d * 3 + 3
     assert set_trainable(model, "last-block") == block + 2 * d + d * 3 + 3
@@ -124,7 +124,7 @@ def test_spam_run_writes_summary_metrics_plots_and_trains_only_the_last_block(sp
     assert not torch.equal(
         before["model.trf_blocks.1.ff.layers.0.weight"], after["model.trf_blocks.1.ff.layers.0.weight"]
     )
-    assert "out_head.weight" not in after and after["score.weight"].shape == (2, TINY["emb_dim"])
+    assert "out_head.weight" not in after and after["score.weight"].shape == (2, TINY_CONFIG["emb_dim"])
 
 
 def test_saved_folder_loads_with_auto_class_and_pipeline_returns_label_names(spam_run):
@@ -205,7 +205,7 @@ def test_other_table_with_flags(tmp_path, lm_folder):
 
 def test_texts_longer_than_the_context_need_max_length(tmp_path):
     folder = tmp_path / "lm32"
-    GPTScratchForCausalLM(GPTScratchConfig(**{**TINY, "context_length": 32})).save_pretrained(folder)
+    GPTScratchForCausalLM(tiny_config(**{**TINY, "context_length": 32})).save_pretrained(folder)
     with pytest.raises(ValueError, match=r"padded to 120 tokens.*context_length of 32.*--max-length"):
         finetune_classifier(folder, "sms-spam", tiny_training(tmp_path / "run"))
     with pytest.raises(FileNotFoundError, match="no config.json"):

@@ -20,6 +20,8 @@ from gpt_scratch.data.classification import (
 )
 from gpt_scratch.metrics import CLASSIFICATION_METRIC_PATH, ClassificationMetric, classification_metrics
 
+pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files or the book's data, from ../shared
+
 
 @pytest.fixture(scope="module")
 def spam():

@@ -21,6 +21,8 @@ from gpt_scratch.data.instructions import (
     tokenize_instruction_data,
 )
 
+pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files or the book's data, from ../shared
+
 WITH_INPUT = {
     "instruction": "Identify the correct spelling of the following word.",
     "input": "Ocassion",

@@ -22,6 +22,8 @@ from gpt_scratch.data.pretraining import (
 
 from conftest import BOOK_IDS, BOOK_TEXT
 
+pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files or the book's data, from ../shared
+
 EOT = "<|endoftext|>"
 
 

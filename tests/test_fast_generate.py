@@ -3,15 +3,16 @@
 import pytest
 import torch
 
-from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.generation.fast_generate import StaticKVCache, forward_with_static_cache, generate_fast
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
+
+from conftest import tiny_config
 
 
 def tiny_lm(seed: int = 0, **overrides) -> GPTScratchForCausalLM:
     torch.manual_seed(seed)
-    config = GPTScratchConfig(
-        **{"vocab_size": 97, "context_length": 48, "emb_dim": 32, "n_heads": 4, "n_layers": 2, **overrides}
+    config = tiny_config(
+        **{"vocab_size": 97, "context_length": 48, "emb_dim": 32, "n_heads": 4, "drop_rate": 0.1, **overrides}
     )
     model = GPTScratchForCausalLM(config).eval()
     model.generation_config.pad_token_id = config.eos_token_id

@@ -11,6 +11,8 @@ from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 
 from conftest import BOOK_IDS, BOOK_TEXT
 
+pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files or the book's data, from ../shared
+
 CONTEXT_LENGTH = 24
 
 

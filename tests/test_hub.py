@@ -10,7 +10,6 @@ import torch
 from huggingface_hub import HfApi, ModelCard, metadata_load
 from transformers import pipeline
 
-from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.hub.card import write_model_card
 from gpt_scratch.hub.push import (
     IGNORE_PATTERNS,
@@ -22,9 +21,10 @@ from gpt_scratch.hub.push import (
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
-from conftest import run_clean_python
+from conftest import run_clean_python, tiny_config
 
-TINY = dict(vocab_size=50257, context_length=64, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0)
+pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files or the book's data, from ../shared
+
 PROMPT = "Every effort moves you"
 SPAM = "WINNER!! You have been selected to receive a £900 prize reward! Call now to claim."
 
@@ -90,9 +90,9 @@ def saved(tmp_path_factory, tokenizer) -> dict:
     """A causal LM (no summary: a model saved by hand) and a ham/spam classifier (with a run summary)."""
     root = tmp_path_factory.mktemp("saved")
     torch.manual_seed(123)
-    causal = GPTScratchForCausalLM(GPTScratchConfig(**TINY)).eval()
+    causal = GPTScratchForCausalLM(tiny_config()).eval()
     classifier = GPTScratchForSequenceClassification(
-        GPTScratchConfig(**TINY, id2label={0: "ham", 1: "spam"}, label2id={"ham": 0, "spam": 1})
+        tiny_config(id2label={0: "ham", 1: "spam"}, label2id={"ham": 0, "spam": 1})
     ).eval()
     return {
         "causal": causal,

@@ -11,7 +11,6 @@ import torch
 from test_judge import send, serve, unused_port
 
 from gpt_scratch.cli import main as cli_main
-from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.data.instructions import custom_collate_fn, format_input, load_instruction_data
 from gpt_scratch.generation.book import generate, text_to_token_ids, token_ids_to_text
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
@@ -28,12 +27,14 @@ from gpt_scratch.workflows.instruct import (
 )
 from gpt_scratch.workflows.judge import JudgeClient
 
-TINY = dict(vocab_size=50257, emb_dim=16, n_layers=2, n_heads=2, drop_rate=0.0)
+from conftest import tiny_config
+
+pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files or the book's data, from ../shared
 
 
 def tiny_model(context_length: int = 128, seed: int = 123) -> GPTScratchForCausalLM:
     torch.manual_seed(seed)
-    return GPTScratchForCausalLM(GPTScratchConfig(**TINY, context_length=context_length)).eval()
+    return GPTScratchForCausalLM(tiny_config(context_length=context_length)).eval()
 
 
 @pytest.fixture(scope="module")

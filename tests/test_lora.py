@@ -13,10 +13,12 @@ from gpt_scratch.training import TrainingConfig
 from gpt_scratch.workflows.classify import finetune_classifier, load_classifier, parameter_counts
 from gpt_scratch.workflows.lora import LORA_TARGET_MODULES, add_lora, load_lora, merge_lora
 
-TINY = {"emb_dim": 16, "n_layers": 2, "n_heads": 2, "context_length": 128}
+from conftest import tiny_config
+
+TINY = dict(context_length=128, drop_rate=0.1)  # overrides of conftest.tiny_config
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.needs_shared, pytest.mark.usefixtures("one_thread")]  # needs ../shared
 
 
 def lora_parameters(d: int, n_layers: int, rank: int) -> int:
@@ -38,7 +40,7 @@ def test_lora_counts_for_gpt2_small_and_the_book():
 
 def test_add_lora_freezes_all_but_the_adapters_and_the_head():
     torch.manual_seed(0)
-    model = add_lora(GPTScratchForSequenceClassification(GPTScratchConfig(**TINY)), rank=4)
+    model = add_lora(GPTScratchForSequenceClassification(tiny_config(**TINY)), rank=4)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(".lora_A." in n or ".lora_B." in n or ".score." in n for n in trainable)
     adapted = {n.split(".lora_A")[0] for n in trainable if ".lora_A." in n}
@@ -51,7 +53,7 @@ def test_add_lora_freezes_all_but_the_adapters_and_the_head():
     )
     assert model.peft_config["default"].lora_alpha == 4  # alpha defaults to the rank (appendix E: 16 and 16)
     with pytest.raises(ValueError, match="rank must be >= 1"):
-        add_lora(GPTScratchForSequenceClassification(GPTScratchConfig(**TINY)), rank=0)
+        add_lora(GPTScratchForSequenceClassification(tiny_config(**TINY)), rank=0)
 
 
 def test_lora_run_saves_adapter_and_a_merged_plain_folder(tmp_path):
@@ -61,7 +63,7 @@ def test_lora_run_saves_adapter_and_a_merged_plain_folder(tmp_path):
 
     torch.manual_seed(0)
     lm = tmp_path / "lm"
-    GPTScratchForCausalLM(GPTScratchConfig(**TINY)).save_pretrained(lm)
+    GPTScratchForCausalLM(tiny_config(**TINY)).save_pretrained(lm)
     out = tmp_path / "run"
     training = TrainingConfig(
         output_dir=str(out), max_steps=3, batch_size=8, learning_rate=1e-2, eval_freq=2, eval_iter=1,
@@ -108,7 +110,7 @@ def test_lora_run_saves_adapter_and_a_merged_plain_folder(tmp_path):
 
 def test_merge_lora_is_the_wrapped_forward():
     torch.manual_seed(0)
-    model = add_lora(GPTScratchForSequenceClassification(GPTScratchConfig(**TINY)).eval(), rank=4, alpha=8)
+    model = add_lora(GPTScratchForSequenceClassification(tiny_config(**TINY)).eval(), rank=4, alpha=8)
     for name, p in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.1)  # B starts at zero: give the adapters something to merge

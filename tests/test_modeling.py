@@ -14,17 +14,16 @@ from gpt_scratch import (
 )
 from gpt_scratch.modeling_gpt_scratch import GELU, LayerNorm, MultiHeadAttention
 
+from conftest import tiny_config
 
-def tiny_config(**overrides) -> GPTScratchConfig:
-    cfg = dict(
-        vocab_size=97, context_length=32, emb_dim=24, n_heads=3, n_layers=2, drop_rate=0.0, qkv_bias=True
-    )
-    return GPTScratchConfig(**{**cfg, **overrides, "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0})
+# a small vocabulary, three heads and the qkv bias: shapes that catch transposed or mixed-up dimensions
+MODELING = dict(vocab_size=97, context_length=32, emb_dim=24, n_heads=3, qkv_bias=True)
+MODELING_IDS = dict(bos_token_id=0, eos_token_id=0, pad_token_id=0)
 
 
 def tiny_lm(seed: int = 0, **overrides) -> GPTScratchForCausalLM:
     torch.manual_seed(seed)
-    return GPTScratchForCausalLM(tiny_config(**overrides)).eval()
+    return GPTScratchForCausalLM(tiny_config(**{**MODELING, **overrides, **MODELING_IDS})).eval()
 
 
 # ---- configuration -----------------------------------------------------------------------------------------
@@ -133,7 +132,11 @@ def test_eager_and_sdpa_models_agree_with_padding():
 
 def test_gpt2_initialisation():
     torch.manual_seed(0)
-    model = GPTScratchForCausalLM(tiny_config(emb_dim=96, n_heads=4, n_layers=8, vocab_size=5000))
+    model = GPTScratchForCausalLM(
+        tiny_config(
+            **{**MODELING, **MODELING_IDS, "emb_dim": 96, "n_heads": 4, "n_layers": 8, "vocab_size": 5000}
+        )
+    )
     block = model.model.trf_blocks[0]
     assert block.att.qkv.weight.std().item() == pytest.approx(0.02, rel=0.1)
     assert block.att.out_proj.weight.std().item() == pytest.approx(0.02 / math.sqrt(16), rel=0.1)
@@ -307,3 +310,29 @@ def test_sequence_classifier_from_a_causal_lm_folder(tmp_path):
     assert out.logits.shape == (2, 3)
     torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 2])))
     assert clf.config.id2label[2] == "c"
+
+
+# ---- the book's own GPTModel (llms-from-scratch, chapter 4) as the reference ------------------------------------
+
+
+@pytest.mark.parametrize("book_module", ["llms_from_scratch.ch04", "llms_from_scratch.kv_cache.gpt2"])
+def test_the_books_gpt_model_with_our_weights_gives_our_logits(book_module):
+    # Not skipped when the book's package is missing: the README's test line installs it (pip install --no-deps).
+    import importlib
+
+    from benchmark import book_config, book_state_dict
+
+    GPTModel = importlib.import_module(book_module).GPTModel
+    torch.manual_seed(0)
+    ours = GPTScratchForCausalLM(
+        tiny_config(vocab_size=512, context_length=128, emb_dim=64, n_heads=4, qkv_bias=True)
+    )
+    ours.eval()
+    ids = torch.randint(0, 512, (2, 9))
+    book = GPTModel(book_config(ours.config)).eval()
+    missing, unexpected = book.load_state_dict(
+        book_state_dict(ours.state_dict(), ours.config.n_layers), strict=False
+    )
+    assert not unexpected and all(".mask" in name for name in missing), (missing, unexpected)  # buffers only
+    with torch.no_grad():
+        torch.testing.assert_close(book(ids), ours(ids, use_cache=False).logits, rtol=1e-4, atol=1e-4)

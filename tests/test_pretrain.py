@@ -13,22 +13,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.training import TrainingConfig
 from gpt_scratch.workflows.pretrain import pretrain
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, TINY_CONFIG, tiny_config
 
-TINY = {"emb_dim": 32, "n_layers": 2, "n_heads": 2, "context_length": 32, "drop_rate": 0.1}
+pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files or the book's data, from ../shared
 
-
-def tiny_config(**overrides) -> GPTScratchConfig:
-    return GPTScratchConfig(**{**TINY, **overrides})
+TINY = dict(emb_dim=32, context_length=32, drop_rate=0.1)  # overrides of conftest.tiny_config
 
 
 def write_tiny_config(folder: Path, **overrides) -> Path:
     path = folder / "tiny.json"
-    path.write_text(json.dumps({**TINY, **overrides}))
+    path.write_text(json.dumps({**TINY_CONFIG, **TINY, **overrides}))
     return path
 
 
@@ -71,7 +68,7 @@ def test_pretrain_tiny_writes_a_loadable_folder(tmp_path):
         eval_iter=2,
         progress_bar=False,
     )
-    result = pretrain("the-verdict", training, model_config=tiny_config(), max_new_tokens=5)
+    result = pretrain("the-verdict", training, model_config=tiny_config(**TINY), max_new_tokens=5)
     out = tmp_path / "run"
     # 5,145 tokens of The Verdict: 90% for training -> 144 windows of 32 -> 18 batches of 8 (the book's split)
     summary = json.loads((out / "training_summary.json").read_text())
@@ -114,7 +111,7 @@ def test_pretrain_is_reproducible_and_seeded(tmp_path):
             output_dir=str(tmp_path / name), num_epochs=1, max_steps=3, batch_size=4, eval_freq=100,
             eval_iter=1, final_eval_iter=1, seed=seed, progress_bar=False,
         )  # fmt: skip
-        pretrain("the-verdict", training, model_config=tiny_config(), start_context=None)
+        pretrain("the-verdict", training, model_config=tiny_config(**TINY), start_context=None)
         return weights(tmp_path / name)
 
     a, b, c = run("a", 123), run("b", 123), run("c", 7)
@@ -263,7 +260,7 @@ def test_generate_verb_on_a_saved_folder(tmp_path, capsys):
         final_eval_iter=1,
         progress_bar=False,
     )
-    pretrain("the-verdict", training, model_config=tiny_config(), start_context=None)
+    pretrain("the-verdict", training, model_config=tiny_config(**TINY), start_context=None)
     capsys.readouterr()
     argv = ["generate", str(tmp_path / "run"), "--prompt", "Every effort moves you", "--max-new-tokens", "5"]
     assert main([*argv, "--temperature", "0"]) == 0
@@ -280,5 +277,5 @@ def test_too_short_corpus_is_a_clear_error(tmp_path):
     short.write_text("Just a few words.")
     training = TrainingConfig(output_dir=str(tmp_path / "run"), progress_bar=False)
     with pytest.raises(ValueError, match="short.txt.*too few for one window"):
-        pretrain(str(short), training, model_config=tiny_config())
+        pretrain(str(short), training, model_config=tiny_config(**TINY))
     shutil.rmtree(tmp_path / "run", ignore_errors=True)

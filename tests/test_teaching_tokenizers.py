@@ -22,6 +22,8 @@ from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
 from conftest import BOOK_IDS, BOOK_TEXT, ENCODER_JSON, VOCAB_BPE
 
+pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files or the book's data, from ../shared
+
 
 @pytest.fixture(scope="module")
 def the_verdict(shared) -> str:

@@ -22,6 +22,8 @@ from gpt_scratch.tokenization_gpt_scratch import (
 
 from conftest import BOOK_IDS, BOOK_TEXT, ENCODER_JSON, VOCAB_BPE, run_clean_python
 
+pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files or the book's data, from ../shared
+
 TRICKY_TEXTS = [
     "",
     " ",
