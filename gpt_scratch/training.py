@@ -21,7 +21,6 @@ columns, e.g. the pretraining windows {input_ids, target_ids}); pass a `collate_
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import dataclasses
@@ -43,6 +42,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gpt_scratch.generation.book import generate_text_simple, text_to_token_ids, token_ids_to_text
+from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args
 from gpt_scratch.plotting import plot_losses, plot_values
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -51,44 +51,53 @@ TRAINER_STATE = "trainer_state.json"
 SUMMARY_FILE = "training_summary.json"
 
 
+def _option(default: Any, help: str, **metadata: Any) -> Any:
+    """A TrainingConfig field: its default and the help of its command-line flag (see gpt_scratch.options)."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclass
 class TrainingConfig:
     """Every knob of the loop. Defaults are the book's chapter 5 run (batch 2, AdamW lr 4e-4, weight decay 0.1)."""
 
-    output_dir: str = "runs/train"
-    num_epochs: int = 10
-    max_steps: int | None = None  # stop after this many optimizer steps, whatever num_epochs says
-    batch_size: int = 2  # per process
-    eval_batch_size: int | None = None  # default: batch_size
-    learning_rate: float = 4e-4  # the peak learning rate when warming up
-    weight_decay: float = 0.1
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    lr_schedule: str = (
-        "constant"  # "constant" or "cosine" (cosine decay to min_lr after the warmup, appendix D)
+    output_dir: str = _option("runs/train", "run folder: model, tokenizer, logs, plots, checkpoints")
+    num_epochs: int = _option(10, "passes over the training set", aliases=["--epochs"])
+    max_steps: int | None = _option(None, "stop after this many optimizer steps, whatever --num-epochs says")
+    batch_size: int = _option(2, "examples per batch and process")
+    eval_batch_size: int | None = _option(None, "examples per evaluation batch ('none': --batch-size)")
+    learning_rate: float = _option(4e-4, "AdamW learning rate (the peak when warming up)", aliases=["--lr"])
+    weight_decay: float = _option(0.1, "AdamW weight decay")
+    adam_beta1: float = _option(0.9, "AdamW beta1")
+    adam_beta2: float = _option(0.999, "AdamW beta2")
+    lr_schedule: str = _option(
+        "constant",
+        "'constant' or 'cosine' (cosine decay to --min-lr after the warmup, appendix D)",
+        choices=["constant", "cosine"],
     )
-    warmup_steps: int = 0  # linear warmup from 0 to learning_rate over this many optimizer steps
-    min_lr: float = 0.0
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float | None = None  # clip the gradient norm (appendix D: 1.0); None: no clipping (ch. 5)
-    eval_freq: int = (
-        5  # evaluate after the first optimizer step and every eval_freq steps after (as the book)
+    warmup_steps: int = _option(0, "linear learning-rate warmup from 0 over this many optimizer steps")
+    min_lr: float = _option(0.0, "the learning rate the cosine schedule ends at")
+    gradient_accumulation_steps: int = _option(1, "batches per optimizer step")
+    max_grad_norm: float | None = _option(
+        None, "clip the gradient norm to this (appendix D: 1.0; 'none': no clipping)"
     )
-    eval_iter: int | None = 5  # batches per evaluation; None: the whole loaders
-    final_eval_iter: int | None = (
-        None  # batches for the final metrics in the summary; None: the whole loaders
+    eval_freq: int = _option(
+        5, "evaluate after the first optimizer step and every this many steps after (as the book)"
     )
-    seed: int = 123
-    mixed_precision: str = "no"  # "no", "bf16", "fp16" (fp16 needs a GPU)
-    shuffle: bool = True  # shuffle the training set (each epoch, seeded: resumable)
-    drop_last: bool = True  # drop the last incomplete training batch (the book's train_loader)
-    num_workers: int = 0
-    checkpoint_every: int | None = (
-        None  # optimizer steps between checkpoints; a checkpoint is always made at the end
+    eval_iter: int | None = _option(5, "batches per evaluation ('none': the whole loaders)")
+    final_eval_iter: int | None = _option(None, "batches for the final metrics in the summary ('none': all)")
+    seed: int = _option(123, "random seed (model initialisation, shuffling, dropout)")
+    mixed_precision: str = _option(
+        "no", "'no', 'bf16' or 'fp16' (fp16 needs a GPU)", choices=["no", "bf16", "fp16"]
     )
-    resume: bool = False  # continue from output_dir/checkpoints/latest
-    log_with: str | None = None  # accelerate tracker: "tensorboard", "wandb", "all", ...
-    progress_bar: bool = True
+    shuffle: bool = _option(True, "shuffle the training set each epoch (seeded: resumable)")
+    drop_last: bool = _option(True, "drop the last incomplete training batch (the book's train_loader)")
+    num_workers: int = _option(0, "data loader worker processes")
+    checkpoint_every: int | None = _option(
+        None, "save a resumable checkpoint every this many optimizer steps (one is always made at the end)"
+    )
+    resume: bool = _option(False, "continue from OUTPUT_DIR/checkpoints/latest")
+    log_with: str | None = _option(None, "accelerate tracker, e.g. tensorboard or wandb")
+    progress_bar: bool = _option(True, "show a tqdm progress bar")
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("constant", "cosine"):
@@ -106,6 +115,27 @@ class TrainingConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"TrainingConfig.{name} must be >= 1 or None, got {value}")
+
+
+# The book's runs, each written once. Chapter 5's are TrainingConfig's defaults; the workflows start from these.
+BOOK_RUNS: dict[str, TrainingConfig] = {
+    "chapter-5": TrainingConfig(),  # pretraining: 10 epochs, batch 2, lr 4e-4
+    "chapter-6": TrainingConfig(  # classification fine-tuning
+        num_epochs=5,
+        batch_size=8,
+        learning_rate=5e-5,
+        weight_decay=0.1,
+        eval_freq=50,
+    ),
+    "chapter-7": TrainingConfig(  # instruction fine-tuning
+        output_dir="runs/instruct",
+        num_epochs=2,
+        batch_size=8,
+        learning_rate=5e-5,
+        weight_decay=0.1,
+        eval_freq=5,
+    ),
+}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -793,27 +823,7 @@ def _flat_scalars(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Command-line flags for every TrainingConfig field, shared by the workflows' verbs
-
-_FLAG_HELP = {
-    "output_dir": "run folder: model, tokenizer, logs, plots, checkpoints",
-    "num_epochs": "passes over the training set",
-    "max_steps": "stop after this many optimizer steps",
-    "batch_size": "examples per batch and process",
-    "learning_rate": "AdamW learning rate (the peak when warming up)",
-    "lr_schedule": "'constant' or 'cosine' (cosine decay to --min-lr after the warmup, appendix D)",
-    "warmup_steps": "linear learning-rate warmup steps",
-    "max_grad_norm": "clip the gradient norm to this (appendix D: 1.0)",
-    "eval_freq": "evaluate every this many optimizer steps",
-    "eval_iter": "batches per evaluation ('none': all)",
-    "final_eval_iter": "batches for the final metrics ('none': all)",
-    "mixed_precision": "'no', 'bf16' or 'fp16' (GPU)",
-    "checkpoint_every": "save a resumable checkpoint every this many optimizer steps",
-    "resume": "continue from OUTPUT_DIR/checkpoints/latest",
-    "log_with": "accelerate tracker, e.g. tensorboard or wandb",
-}
-_FLAG_CHOICES = {"lr_schedule": ["constant", "cosine"], "mixed_precision": ["no", "bf16", "fp16"]}
-_FLAG_ALIASES = {"num_epochs": ["--epochs"], "learning_rate": ["--lr"]}
+# Command-line flags: every TrainingConfig field is one (gpt_scratch.options generates them)
 
 
 def add_base_model_arguments(parser: Any, book_gpt2: str) -> None:
@@ -829,32 +839,9 @@ def add_base_model_arguments(parser: Any, book_gpt2: str) -> None:
 
 def add_training_arguments(parser: Any, defaults: TrainingConfig | None = None) -> None:
     """Add a --flag for every TrainingConfig field (--num-epochs, --learning-rate, ...) with `defaults`' values."""
-    defaults = defaults or TrainingConfig()
-    group = parser.add_argument_group("training")
-    for f in dataclasses.fields(TrainingConfig):
-        value = getattr(defaults, f.name)
-        flags = [f"--{f.name.replace('_', '-')}", *_FLAG_ALIASES.get(f.name, [])]
-        help_text = f"{_FLAG_HELP.get(f.name, f.name.replace('_', ' '))} (default: {value})"
-        if isinstance(value, bool):
-            group.add_argument(
-                *flags, dest=f.name, action=argparse.BooleanOptionalAction, default=value, help=help_text
-            )
-            continue
-        type_name = str(f.type).replace(" | None", "")
-        kind = {"int": int, "float": float, "str": str}[type_name]
-        parse = _optional(kind) if "None" in str(f.type) else kind
-        choices = _FLAG_CHOICES.get(f.name)
-        group.add_argument(*flags, dest=f.name, type=parse, default=value, choices=choices, help=help_text)
+    add_dataclass_arguments(parser, TrainingConfig, defaults or TrainingConfig(), title="training")
 
 
 def training_config_from_args(args: Any) -> TrainingConfig:
     """The TrainingConfig of parsed flags added by `add_training_arguments`."""
-    return TrainingConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingConfig)})
-
-
-def _optional(kind: type) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        return None if text.lower() in ("none", "null", "") else kind(text)
-
-    parse.__name__ = kind.__name__
-    return parse
+    return dataclass_from_args(TrainingConfig, args)

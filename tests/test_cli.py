@@ -1,5 +1,7 @@
 """The command line: every verb's module imports and adds its flags; `python -m gpt_scratch` is the same command."""
 
+import argparse
+import dataclasses
 import importlib
 import subprocess
 import sys
@@ -7,6 +9,8 @@ import sys
 import pytest
 
 from gpt_scratch.cli import COMMANDS, build_parser
+from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args
+from gpt_scratch.training import TrainingConfig
 
 from conftest import PROJECT_ROOT
 
@@ -27,3 +31,26 @@ def test_python_dash_m_runs_the_cli():
     assert result.returncode == 0, result.stderr
     for verb in COMMANDS:
         assert verb in result.stdout
+
+
+def test_training_flags_come_from_the_fields():
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, TrainingConfig)
+    for f in dataclasses.fields(TrainingConfig):
+        assert f.metadata.get("help"), f"TrainingConfig.{f.name} has no help"
+    args = parser.parse_args(
+        ["--lr", "1e-3", "--max-steps", "none", "--no-shuffle", "--lr-schedule", "cosine"]
+    )
+    config = dataclass_from_args(TrainingConfig, args)
+    assert config == TrainingConfig(learning_rate=1e-3, max_steps=None, shuffle=False, lr_schedule="cosine")
+    with pytest.raises(SystemExit):  # not one of the choices
+        parser.parse_args(["--mixed-precision", "fp8"])
+
+
+def test_a_field_without_a_flag_type_is_refused():
+    @dataclasses.dataclass
+    class Odd:
+        sizes: list[int] = dataclasses.field(default_factory=list)
+
+    with pytest.raises(TypeError, match="Odd.sizes"):
+        add_dataclass_arguments(argparse.ArgumentParser(), Odd)

@@ -22,6 +22,7 @@ does the same and returns the loop's `TrainResult`; `classify(text, model, token
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from gpt_scratch.metrics.classification import classification_metrics
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 from gpt_scratch.training import (
+    BOOK_RUNS,
     ClassificationTask,
     TrainingConfig,
     TrainResult,
@@ -55,8 +57,7 @@ BOOK_DROP_RATE = 0.0  # chapter 6 fine-tunes GPT-2 without dropout
 
 def book_training_config(**overrides: Any) -> TrainingConfig:
     """Chapter 6's run: AdamW lr 5e-5, weight decay 0.1, 5 epochs, batch 8, eval every 50 steps over 5 batches."""
-    book = dict(num_epochs=5, batch_size=8, learning_rate=5e-5, weight_decay=0.1, eval_freq=50, eval_iter=5)
-    return TrainingConfig(**{**book, **overrides})
+    return dataclasses.replace(BOOK_RUNS["chapter-6"], **overrides)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from gpt_scratch.data.instructions import (
     tokenize_instruction_data,
 )
 from gpt_scratch.training import (
+    BOOK_RUNS,
     CausalLMTask,
     TrainingConfig,
     TrainResult,
@@ -62,10 +63,7 @@ from gpt_scratch.workflows.judge import JudgeClient, JudgeResult, generate_model
 
 RESPONSES_FILE = "instruction-data-with-response.json"
 END_OF_TEXT_ID = 50256
-# The book's chapter 7 run (the loop's other defaults are the book's too: eval_iter 5, seed 123).
-BOOK_TRAINING = TrainingConfig(
-    output_dir="runs/instruct", num_epochs=2, batch_size=8, learning_rate=5e-5, weight_decay=0.1, eval_freq=5
-)
+BOOK_TRAINING = BOOK_RUNS["chapter-7"]  # the book's chapter 7 run
 
 
 @dataclass
