@@ -30,11 +30,12 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 
 from gpt_scratch.data.corpora import resolve_corpus
+from gpt_scratch.tokenization_gpt_scratch import ENDOFTEXT_ID
 
 logger = logging.getLogger(__name__)
 
 SPAM_LABEL2ID = {"ham": 0, "spam": 1}
-PAD_TOKEN_ID = 50256  # <|endoftext|>, the book's padding token
+PAD_TOKEN_ID = ENDOFTEXT_ID  # <|endoftext|>, the book's padding token
 
 
 @dataclass

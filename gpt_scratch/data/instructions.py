@@ -22,6 +22,7 @@ from datasets import Dataset, DatasetDict
 
 from gpt_scratch.data.classification import default_tokenizer, encode_texts
 from gpt_scratch.data.corpora import resolve_corpus
+from gpt_scratch.tokenization_gpt_scratch import ENDOFTEXT_ID
 
 FIELDS = ("instruction", "input", "output")
 RESPONSE_HEADER = "\n\n### Response:\n"
@@ -226,7 +227,7 @@ def prepare_instruction_data(
 
 def custom_collate_fn(
     batch: Sequence[Sequence[int] | dict[str, Any]],
-    pad_token_id: int = 50256,
+    pad_token_id: int = ENDOFTEXT_ID,
     ignore_index: int = -100,
     allowed_max_length: int | None = None,
     mask_prompt: bool = False,

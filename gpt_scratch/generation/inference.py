@@ -8,25 +8,41 @@ decoding (the book's `generate` with temperature 0); otherwise sampling with tem
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
-def load(folder: str | Path) -> tuple[Any, Any]:
-    """The model (eval mode) and tokenizer saved in `folder`."""
+def load_model(
+    source: str | os.PathLike, *, from_gpt2: bool = False, drop_rate: float | None = None
+) -> tuple[Any, Any]:
+    """A causal LM (eval mode) and its tokenizer: a folder written by `save_pretrained`, or with `from_gpt2` a
+    Hugging Face GPT-2 checkpoint (folder or Hub id, e.g. `openai-community/gpt2-medium`) with GPT-2's tokenizer.
+
+    `drop_rate` overrides the model's dropout. A folder without tokenizer files gets GPT-2's tokenizer.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import gpt_scratch  # noqa: F401  (registers gpt_scratch with the Auto classes, AutoTokenizer included)
+    from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
+    from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
-    folder = Path(folder)
+    overrides = {} if drop_rate is None else {"drop_rate": drop_rate}
+    if from_gpt2:
+        return GPTScratchForCausalLM.from_gpt2(source, **overrides).eval(), GPTScratchTokenizer()
+    folder = Path(source)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}: no config.json here; give a folder written by save_pretrained")
+        raise FileNotFoundError(
+            f"{folder}: no config.json here; give a folder written by save_pretrained "
+            "(e.g. a `gpt-scratch pretrain` run), or a GPT-2 checkpoint with --from-gpt2"
+        )
     # The installed package's classes, not the copies of its code saved in the folder (no remote code to trust).
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False)
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    return model.eval(), tokenizer
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False, **overrides)
+    has_tokenizer = any((folder / name).is_file() for name in ("tokenizer_config.json", "vocab.json"))
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False) if has_tokenizer else None
+    return model.eval(), tokenizer or GPTScratchTokenizer()
 
 
 def generate_text(
@@ -73,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load(args.folder)
+    model, tokenizer = load_model(args.folder)
     print(
         generate_text(
             model,

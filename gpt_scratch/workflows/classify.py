@@ -33,7 +33,7 @@ from datasets import Dataset
 
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.data.classification import ClassificationData, encode_texts, prepare_classification_data
-from gpt_scratch.data.corpora import CORPORA, resolve_corpus, sha256_file
+from gpt_scratch.data.describe import describe_data
 from gpt_scratch.metrics.classification import classification_metrics
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
@@ -278,15 +278,6 @@ def final_metrics(
         result = evaluate_classifier(model, prepared.dataset[split], batch_size, positive_label)
         metrics |= {f"{prefix}_{k}": v for k, v in result.items() if k != "num_examples"}
     return metrics
-
-
-def describe_data(data: str | os.PathLike | Dataset) -> list[dict[str, Any]]:
-    """[{"name", "file", "sha256"}] of the data set, for the summary and the model card."""
-    if isinstance(data, Dataset):
-        return [{"name": data.info.dataset_name or "dataset", "file": None, "sha256": None}]
-    path = resolve_corpus(data)
-    name = next((c.name for c in CORPORA.values() if c.filename == path.name), path.stem)
-    return [{"name": name, "file": path.name, "sha256": sha256_file(path)}]
 
 
 def _positive_id(positive_label: str | int | None, label2id: dict[str, int]) -> int:

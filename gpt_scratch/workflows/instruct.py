@@ -36,7 +36,7 @@ from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
 
 from gpt_scratch.data.classification import encode_texts
-from gpt_scratch.data.corpora import resolve_corpus, sha256_file
+from gpt_scratch.data.describe import describe_data
 from gpt_scratch.data.instructions import (
     custom_collate_fn,
     extract_response,
@@ -46,6 +46,8 @@ from gpt_scratch.data.instructions import (
     split_instruction_data,
     tokenize_instruction_data,
 )
+from gpt_scratch.generation.inference import load_model
+from gpt_scratch.tokenization_gpt_scratch import ENDOFTEXT_ID
 from gpt_scratch.training import (
     BOOK_RUNS,
     CausalLMTask,
@@ -62,7 +64,6 @@ from gpt_scratch.training import (
 from gpt_scratch.workflows.judge import JudgeClient, JudgeResult, generate_model_scores
 
 RESPONSES_FILE = "instruction-data-with-response.json"
-END_OF_TEXT_ID = 50256
 BOOK_TRAINING = BOOK_RUNS["chapter-7"]  # the book's chapter 7 run
 
 
@@ -83,31 +84,6 @@ class InstructionResult:
 
 # ----------------------------------------------------------------------------------------------------------------
 # The model
-
-
-def load_base_model(
-    source: str | os.PathLike, from_gpt2: bool = False, drop_rate: float | None = None
-) -> tuple[Any, Any]:
-    """A pretrained causal LM and its tokenizer: a folder written by `save_pretrained`, or with `from_gpt2` a
-    Hugging Face GPT-2 checkpoint (folder or Hub id, e.g. `openai-community/gpt2-medium`, the book's model)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import gpt_scratch  # noqa: F401  (registers gpt_scratch with the Auto classes)
-    from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
-    from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
-
-    overrides = {} if drop_rate is None else {"drop_rate": drop_rate}
-    if from_gpt2:
-        return GPTScratchForCausalLM.from_gpt2(source, **overrides), GPTScratchTokenizer()
-    folder = Path(source)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{folder}: no config.json here; give a folder written by save_pretrained "
-            "(e.g. a `gpt-scratch pretrain` run), or a GPT-2 checkpoint with --from-gpt2"
-        )
-    model = AutoModelForCausalLM.from_pretrained(folder, **overrides)
-    has_tokenizer = any((folder / name).is_file() for name in ("tokenizer_config.json", "vocab.json"))
-    return model, AutoTokenizer.from_pretrained(folder) if has_tokenizer else GPTScratchTokenizer()
 
 
 def set_drop_rate(model: torch.nn.Module, drop_rate: float) -> None:
@@ -135,7 +111,7 @@ def generate_responses(
     records: Sequence[dict[str, str]],
     max_new_tokens: int = 256,
     batch_size: int = 8,
-    eos_token_id: int = END_OF_TEXT_ID,
+    eos_token_id: int = ENDOFTEXT_ID,
     progress: bool = False,
 ) -> list[str]:
     """The model's answer to each record: greedy decoding after `format_input(record)`, as the book's chapter 7.
@@ -190,7 +166,7 @@ def _generate_left_padded(
     if max_new_tokens <= 0:
         return [[] for _ in prompts]
     width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), END_OF_TEXT_ID, dtype=torch.long)
+    input_ids = torch.full((len(prompts), width), ENDOFTEXT_ID, dtype=torch.long)
     attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for row, ids in enumerate(prompts):
         input_ids[row, width - len(ids) :] = torch.tensor(ids)
@@ -200,8 +176,8 @@ def _generate_left_padded(
         attention_mask=attention_mask.to(device),
         max_new_tokens=max_new_tokens,
         do_sample=False,
-        eos_token_id=END_OF_TEXT_ID,
-        pad_token_id=END_OF_TEXT_ID,
+        eos_token_id=ENDOFTEXT_ID,
+        pad_token_id=ENDOFTEXT_ID,
     )
     return out[:, width:].tolist()
 
@@ -298,7 +274,7 @@ def finetune_instructions(
     training = training or BOOK_TRAINING
     if isinstance(model, (str, os.PathLike)):
         base_model = str(model)
-        model, loaded_tokenizer = load_base_model(model, from_gpt2=from_gpt2, drop_rate=drop_rate)
+        model, loaded_tokenizer = load_model(model, from_gpt2=from_gpt2, drop_rate=drop_rate)
         tokenizer = tokenizer or loaded_tokenizer
     else:
         base_model = getattr(getattr(model, "config", None), "_name_or_path", None) or None
@@ -387,15 +363,6 @@ def finetune_instructions(
     return InstructionResult(result, entries, responses_path, test_perplexity, judged)
 
 
-def describe_data(data: Any) -> list[dict[str, Any]]:
-    """[{"name", "file", "sha256"}] of the instruction data."""
-    if hasattr(data, "column_names"):
-        return [{"name": "dataset", "file": None, "sha256": None}]
-    path = resolve_corpus(data)
-    name = str(data) if not Path(str(data)).exists() else path.stem
-    return [{"name": name, "file": path.name, "sha256": sha256_file(path)}]
-
-
 def _describe_judge(judge: Any) -> dict[str, Any]:
     if isinstance(judge, JudgeClient):
         return {"url": judge.endpoint, "model": judge.model, "api": judge.api}
@@ -408,9 +375,7 @@ def _describe_judge(judge: Any) -> dict[str, Any]:
 
 def chat(folder: str | os.PathLike, instruction: str, input: str = "", max_new_tokens: int = 256) -> str:
     """The answer of the model saved in `folder` to one instruction (with optional input), greedy."""
-    from gpt_scratch.generation.inference import load
-
-    model, tokenizer = load(folder)
+    model, tokenizer = load_model(folder)
     record = {"instruction": instruction, "input": input, "output": ""}
     return generate_responses(model, tokenizer, [record], max_new_tokens=max_new_tokens)[0]
 

@@ -23,8 +23,8 @@ from typing import Any
 from accelerate.utils import set_seed
 
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
-from gpt_scratch.data.corpora import CORPORA, sha256_file
-from gpt_scratch.data.pretraining import Source, build_pretraining_datasets, expand_files
+from gpt_scratch.data.describe import describe_data
+from gpt_scratch.data.pretraining import Source, build_pretraining_datasets
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 from gpt_scratch.training import (
@@ -91,7 +91,7 @@ def pretrain(
         CausalLMTask(start_context=start_context, max_new_tokens=max_new_tokens),
         tokenizer,
         base_model=None,
-        datasets=describe_corpus(corpus),
+        datasets=describe_data(corpus),
         extra_hyperparameters={
             "preset": preset,
             "context_length": model_config.context_length,
@@ -101,23 +101,6 @@ def pretrain(
             "val_windows": len(splits["validation"]) if "validation" in splits else 0,
         },
     )
-
-
-def describe_corpus(corpus: Source) -> list[dict[str, Any]]:
-    """[{"name", "file", "sha256"}] for each file of the corpus (a Dataset: its name, no file)."""
-    if hasattr(corpus, "column_names"):
-        return [
-            {
-                "name": getattr(getattr(corpus, "info", None), "dataset_name", None) or "dataset",
-                "file": None,
-                "sha256": None,
-            }
-        ]
-    described = []
-    for path in expand_files(corpus):
-        name = next((c.name for c in CORPORA.values() if c.filename == path.name), path.stem)
-        described.append({"name": name, "file": path.name, "sha256": sha256_file(path)})
-    return described
 
 
 # ----------------------------------------------------------------------------------------------------------------
