@@ -4,7 +4,11 @@ A field's help is ``field(metadata={"help": ...})`` (the key transformers' ``HfA
 allowed values ``metadata={"choices": [...]}``, other spellings ``metadata={"aliases": ["--lr"]}``. Field types:
 ``int``, ``float``, ``str``, ``bool`` (``--flag`` / ``--no-flag``) and ``X | None`` (the word ``none`` gives None).
 
-    add_dataclass_arguments(parser, TrainingConfig, defaults=BOOK_RUN, title="training")
+    @dataclass
+    class Options:
+        stride: int | None = option(None, "window stride (default: the context length)")
+
+    add_dataclass_arguments(parser, Options, title="data")
     config = dataclass_from_args(TrainingConfig, parser.parse_args())
 """
 
@@ -15,9 +19,15 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def option(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field with its default and the help of its flag (`choices`, `aliases` go into metadata too)."""
+    return field(default=default, metadata={"help": help, **metadata})
 
 
 def add_dataclass_arguments(

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gpt_scratch.generation.book import generate_text_simple, text_to_token_ids, token_ids_to_text
-from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args
+from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.plotting import plot_losses, plot_values
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -51,53 +51,48 @@ TRAINER_STATE = "trainer_state.json"
 SUMMARY_FILE = "training_summary.json"
 
 
-def _option(default: Any, help: str, **metadata: Any) -> Any:
-    """A TrainingConfig field: its default and the help of its command-line flag (see gpt_scratch.options)."""
-    return field(default=default, metadata={"help": help, **metadata})
-
-
 @dataclass
 class TrainingConfig:
     """Every knob of the loop. Defaults are the book's chapter 5 run (batch 2, AdamW lr 4e-4, weight decay 0.1)."""
 
-    output_dir: str = _option("runs/train", "run folder: model, tokenizer, logs, plots, checkpoints")
-    num_epochs: int = _option(10, "passes over the training set", aliases=["--epochs"])
-    max_steps: int | None = _option(None, "stop after this many optimizer steps, whatever --num-epochs says")
-    batch_size: int = _option(2, "examples per batch and process")
-    eval_batch_size: int | None = _option(None, "examples per evaluation batch ('none': --batch-size)")
-    learning_rate: float = _option(4e-4, "AdamW learning rate (the peak when warming up)", aliases=["--lr"])
-    weight_decay: float = _option(0.1, "AdamW weight decay")
-    adam_beta1: float = _option(0.9, "AdamW beta1")
-    adam_beta2: float = _option(0.999, "AdamW beta2")
-    lr_schedule: str = _option(
+    output_dir: str = option("runs/train", "run folder: model, tokenizer, logs, plots, checkpoints")
+    num_epochs: int = option(10, "passes over the training set", aliases=["--epochs"])
+    max_steps: int | None = option(None, "stop after this many optimizer steps, whatever --num-epochs says")
+    batch_size: int = option(2, "examples per batch and process")
+    eval_batch_size: int | None = option(None, "examples per evaluation batch ('none': --batch-size)")
+    learning_rate: float = option(4e-4, "AdamW learning rate (the peak when warming up)", aliases=["--lr"])
+    weight_decay: float = option(0.1, "AdamW weight decay")
+    adam_beta1: float = option(0.9, "AdamW beta1")
+    adam_beta2: float = option(0.999, "AdamW beta2")
+    lr_schedule: str = option(
         "constant",
         "'constant' or 'cosine' (cosine decay to --min-lr after the warmup, appendix D)",
         choices=["constant", "cosine"],
     )
-    warmup_steps: int = _option(0, "linear learning-rate warmup from 0 over this many optimizer steps")
-    min_lr: float = _option(0.0, "the learning rate the cosine schedule ends at")
-    gradient_accumulation_steps: int = _option(1, "batches per optimizer step")
-    max_grad_norm: float | None = _option(
+    warmup_steps: int = option(0, "linear learning-rate warmup from 0 over this many optimizer steps")
+    min_lr: float = option(0.0, "the learning rate the cosine schedule ends at")
+    gradient_accumulation_steps: int = option(1, "batches per optimizer step")
+    max_grad_norm: float | None = option(
         None, "clip the gradient norm to this (appendix D: 1.0; 'none': no clipping)"
     )
-    eval_freq: int = _option(
+    eval_freq: int = option(
         5, "evaluate after the first optimizer step and every this many steps after (as the book)"
     )
-    eval_iter: int | None = _option(5, "batches per evaluation ('none': the whole loaders)")
-    final_eval_iter: int | None = _option(None, "batches for the final metrics in the summary ('none': all)")
-    seed: int = _option(123, "random seed (model initialisation, shuffling, dropout)")
-    mixed_precision: str = _option(
+    eval_iter: int | None = option(5, "batches per evaluation ('none': the whole loaders)")
+    final_eval_iter: int | None = option(None, "batches for the final metrics in the summary ('none': all)")
+    seed: int = option(123, "random seed (model initialisation, shuffling, dropout)")
+    mixed_precision: str = option(
         "no", "'no', 'bf16' or 'fp16' (fp16 needs a GPU)", choices=["no", "bf16", "fp16"]
     )
-    shuffle: bool = _option(True, "shuffle the training set each epoch (seeded: resumable)")
-    drop_last: bool = _option(True, "drop the last incomplete training batch (the book's train_loader)")
-    num_workers: int = _option(0, "data loader worker processes")
-    checkpoint_every: int | None = _option(
+    shuffle: bool = option(True, "shuffle the training set each epoch (seeded: resumable)")
+    drop_last: bool = option(True, "drop the last incomplete training batch (the book's train_loader)")
+    num_workers: int = option(0, "data loader worker processes")
+    checkpoint_every: int | None = option(
         None, "save a resumable checkpoint every this many optimizer steps (one is always made at the end)"
     )
-    resume: bool = _option(False, "continue from OUTPUT_DIR/checkpoints/latest")
-    log_with: str | None = _option(None, "accelerate tracker, e.g. tensorboard or wandb")
-    progress_bar: bool = _option(True, "show a tqdm progress bar")
+    resume: bool = option(False, "continue from OUTPUT_DIR/checkpoints/latest")
+    log_with: str | None = option(None, "accelerate tracker, e.g. tensorboard or wandb")
+    progress_bar: bool = option(True, "show a tqdm progress bar")
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("constant", "cosine"):

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from gpt_scratch.training import TrainingConfig
-from gpt_scratch.workflows.pretrain import pretrain
+from gpt_scratch.workflows.pretrain import PretrainOptions, pretrain
 
 from conftest import PROJECT_ROOT, TINY_CONFIG, tiny_config
 
@@ -68,7 +68,9 @@ def test_pretrain_tiny_writes_a_loadable_folder(tmp_path):
         eval_iter=2,
         progress_bar=False,
     )
-    result = pretrain("the-verdict", training, model_config=tiny_config(**TINY), max_new_tokens=5)
+    result = pretrain(
+        "the-verdict", training, PretrainOptions(max_new_tokens=5), model_config=tiny_config(**TINY)
+    )
     out = tmp_path / "run"
     # 5,145 tokens of The Verdict: 90% for training -> 144 windows of 32 -> 18 batches of 8 (the book's split)
     summary = json.loads((out / "training_summary.json").read_text())
@@ -111,7 +113,9 @@ def test_pretrain_is_reproducible_and_seeded(tmp_path):
             output_dir=str(tmp_path / name), num_epochs=1, max_steps=3, batch_size=4, eval_freq=100,
             eval_iter=1, final_eval_iter=1, seed=seed, progress_bar=False,
         )  # fmt: skip
-        pretrain("the-verdict", training, model_config=tiny_config(**TINY), start_context=None)
+        pretrain(
+            "the-verdict", training, PretrainOptions(start_context=None), model_config=tiny_config(**TINY)
+        )
         return weights(tmp_path / name)
 
     a, b, c = run("a", 123), run("b", 123), run("c", 7)
@@ -260,7 +264,7 @@ def test_generate_verb_on_a_saved_folder(tmp_path, capsys):
         final_eval_iter=1,
         progress_bar=False,
     )
-    pretrain("the-verdict", training, model_config=tiny_config(**TINY), start_context=None)
+    pretrain("the-verdict", training, PretrainOptions(start_context=None), model_config=tiny_config(**TINY))
     capsys.readouterr()
     argv = ["generate", str(tmp_path / "run"), "--prompt", "Every effort moves you", "--max-new-tokens", "5"]
     assert main([*argv, "--temperature", "0"]) == 0

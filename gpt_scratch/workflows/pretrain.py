@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
 from gpt_scratch.data.describe import describe_data
 from gpt_scratch.data.pretraining import Source, build_pretraining_datasets
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
+from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 from gpt_scratch.training import (
     CausalLMTask,
@@ -43,28 +44,38 @@ BOOK_CONTEXT_LENGTH = 256
 START_CONTEXT = "Every effort moves you"
 
 
+@dataclass
+class PretrainOptions:
+    """How the corpus becomes windows and what is sampled after each epoch; the book's chapter 5 by default.
+    Each field is a `gpt-scratch pretrain` flag (the model and the loop have their own: GPTScratchConfig and
+    TrainingConfig)."""
+
+    stride: int | None = option(None, "window stride ('none': the context length)")
+    train_ratio: float = option(0.9, "train share of the text")
+    text_column: str = option("text", "the text column of a datasets.Dataset corpus")
+    cache_dir: str | None = option(None, "where to cache the tokenized corpus")
+    start_context: str | None = option(START_CONTEXT, "prompt of the sample after each epoch ('': no sample)")
+    max_new_tokens: int = option(50, "tokens of that sample")
+
+
 def pretrain(
     corpus: Source = "the-verdict",
     training: TrainingConfig | None = None,
+    options: PretrainOptions | None = None,
     *,
     model_config: GPTScratchConfig | None = None,
     preset: str | None = None,
     context_length: int | None = None,
-    stride: int | None = None,
-    train_ratio: float = 0.9,
     tokenizer: Any = None,
-    start_context: str | None = START_CONTEXT,
-    max_new_tokens: int = 50,
-    text_column: str = "text",
-    cache_dir: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Pretrain a fresh model on `corpus` (a corpus name, file(s), folder, glob or a datasets.Dataset).
 
     The model is `model_config` if given, else `preset`'s (default GPT_CONFIG_124M) with the book's context of
     256 tokens; `context_length` overrides either. `preset` is recorded in the summary.
-    Windows are `context_length` tokens with `stride` (default: context_length) and targets shifted by one.
+    Windows are `context_length` tokens with `options.stride` (default: context_length), targets shifted by one.
     """
     training = training or TrainingConfig()
+    options = options or PretrainOptions()
     tokenizer = tokenizer or GPTScratchTokenizer()
     if model_config is None:
         preset = preset or BOOK_PRESET
@@ -76,10 +87,10 @@ def pretrain(
             corpus,
             tokenizer,
             max_length=model_config.context_length,
-            stride=stride,
-            train_ratio=train_ratio,
-            text_column=text_column,
-            cache_dir=cache_dir,
+            stride=options.stride,
+            train_ratio=options.train_ratio,
+            text_column=options.text_column,
+            cache_dir=options.cache_dir,
         )
     set_seed(training.seed)  # the book's torch.manual_seed(123) before the model is made
     model = GPTScratchForCausalLM(model_config)
@@ -88,15 +99,15 @@ def pretrain(
         splits["train"],
         splits.get("validation"),
         training,
-        CausalLMTask(start_context=start_context, max_new_tokens=max_new_tokens),
+        CausalLMTask(start_context=options.start_context, max_new_tokens=options.max_new_tokens),
         tokenizer,
         base_model=None,
         datasets=describe_data(corpus),
         extra_hyperparameters={
             "preset": preset,
             "context_length": model_config.context_length,
-            "stride": stride or model_config.context_length,
-            "train_ratio": train_ratio,
+            "stride": options.stride or model_config.context_length,
+            "train_ratio": options.train_ratio,
             "train_windows": len(splits["train"]),
             "val_windows": len(splits["validation"]) if "validation" in splits else 0,
         },
@@ -129,17 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--drop-rate", type=float, default=None, help="dropout rate (default: the preset's, 0.1)"
     )
-    data = parser.add_argument_group("data")
-    data.add_argument("--stride", type=int, default=None, help="window stride (default: the context length)")
-    data.add_argument("--train-ratio", type=float, default=0.9, help="train share of the text (default: 0.9)")
-    data.add_argument("--cache-dir", default=None, help="where to cache the tokenized corpus")
-    sample = parser.add_argument_group("sample")
-    sample.add_argument(
-        "--start-context",
-        default=START_CONTEXT,
-        help=f"prompt of the sample after each epoch (default: {START_CONTEXT!r})",
-    )
-    sample.add_argument("--max-new-tokens", type=int, default=50, help="tokens of that sample (default: 50)")
+    add_dataclass_arguments(parser, PretrainOptions, title="data and sample")
     add_training_arguments(parser, TrainingConfig(output_dir=None))
 
 
@@ -163,14 +164,10 @@ def run(args: argparse.Namespace) -> int:
     result = pretrain(
         corpus,
         training,
+        dataclass_from_args(PretrainOptions, args),
         model_config=model_config,
         preset=None if args.config else args.preset,
         context_length=context_length,
-        stride=args.stride,
-        train_ratio=args.train_ratio,
-        start_context=args.start_context,
-        max_new_tokens=args.max_new_tokens,
-        cache_dir=args.cache_dir,
     )
     if process_state().is_main_process:
         m = result.summary["metrics"]
