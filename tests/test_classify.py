@@ -16,6 +16,7 @@ from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchFo
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 from gpt_scratch.training import TrainingConfig
 from gpt_scratch.workflows.classify import (
+    ClassifyOptions,
     classify,
     evaluate_classifier,
     finetune_classifier,
@@ -178,21 +179,26 @@ def test_other_table_with_flags(tmp_path, lm_folder):
     csv.write_text("\n".join(rows) + "\n")
     with pytest.raises(ValueError, match="row 31: empty text"):
         finetune_classifier(
-            lm_folder, csv, tiny_training(tmp_path / "x"), text_column="review", label_column="sentiment"
+            lm_folder,
+            csv,
+            tiny_training(tmp_path / "x"),
+            ClassifyOptions(text_column="review", label_column="sentiment"),
         )
 
     result = finetune_classifier(
         lm_folder,
         csv,
         tiny_training(tmp_path / "run", max_steps=2),
-        text_column="review",
-        label_column="sentiment",
-        label2id={"bad": 0, "meh": 1, "good": 2},
-        balance=False,
-        max_length=6,
-        drop_invalid=True,
-        positive_label="good",
-        trainable="all",
+        ClassifyOptions(
+            text_column="review",
+            label_column="sentiment",
+            labels="bad,meh,good",
+            balance=False,
+            max_length=6,
+            drop_invalid=True,
+            positive_label="good",
+            trainable="all",
+        ),
     )
     summary = result.summary
     assert summary["hyperparameters"]["split_sizes"] == {"train": 21, "validation": 3, "test": 6}

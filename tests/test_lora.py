@@ -10,7 +10,12 @@ from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.data.classification import SPAM_LABEL2ID, prepare_classification_data
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 from gpt_scratch.training import TrainingConfig
-from gpt_scratch.workflows.classify import finetune_classifier, load_classifier, parameter_counts
+from gpt_scratch.workflows.classify import (
+    ClassifyOptions,
+    finetune_classifier,
+    load_classifier,
+    parameter_counts,
+)
 from gpt_scratch.workflows.lora import LORA_TARGET_MODULES, add_lora, load_lora, merge_lora
 
 from conftest import tiny_config
@@ -69,7 +74,7 @@ def test_lora_run_saves_adapter_and_a_merged_plain_folder(tmp_path):
         output_dir=str(out), max_steps=3, batch_size=8, learning_rate=1e-2, eval_freq=2, eval_iter=1,
         final_eval_iter=1, progress_bar=False,
     )  # fmt: skip
-    result = finetune_classifier(lm, "sms-spam", training, lora_rank=4, lora_alpha=8)
+    result = finetune_classifier(lm, "sms-spam", training, ClassifyOptions(lora_rank=4, lora_alpha=8))
 
     adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"]) == (4, 8)

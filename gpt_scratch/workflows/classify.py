@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from gpt_scratch.data.classification import ClassificationData, encode_texts, pr
 from gpt_scratch.data.describe import describe_data
 from gpt_scratch.metrics.classification import classification_metrics
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
+from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 from gpt_scratch.training import (
     BOOK_RUNS,
@@ -165,50 +167,73 @@ def classify(text: str, model: torch.nn.Module, tokenizer: Any, max_length: int 
 # The workflow
 
 
+@dataclass
+class ClassifyOptions:
+    """What to train and on which columns and labels; the book's chapter 6 by default. Each field is a
+    `gpt-scratch finetune-classifier` flag (the loop's are TrainingConfig's)."""
+
+    trainable: str = option(
+        "last-block",
+        "what to train: the new head, the book's last block + final norm + head, or all",
+        choices=list(TRAINABLE),
+    )
+    drop_rate: float | None = option(BOOK_DROP_RATE, "dropout, the book's 0.0 ('none': the model's own)")
+    lora_rank: int | None = option(None, "train LoRA adapters of this rank instead (appendix E: 16)")
+    lora_alpha: float | None = option(None, "LoRA alpha ('none': the rank)")
+    text_column: str | None = option(None, "text column ('none': Text for sms-spam, else text)")
+    label_column: str | None = option(None, "label column ('none': Label for sms-spam, else label)")
+    labels: str | None = option(None, "comma-separated label names in id order ('none': ham,spam or sorted)")
+    balance: bool | None = option(None, "undersample to equal classes (unset: on for sms-spam only)")
+    max_length: int | None = option(None, "pad/cut to this many tokens ('none': the longest training text)")
+    drop_invalid: bool = option(False, "drop rows with an empty text or unknown label")
+    positive_label: str | None = option(None, "class for precision/recall/F1 ('none': id 1)")
+
+    @property
+    def label2id(self) -> dict[str, int] | None:
+        return {name.strip(): i for i, name in enumerate(self.labels.split(","))} if self.labels else None
+
+
 def finetune_classifier(
     base_model: str | os.PathLike,
     data: str | os.PathLike | Dataset = "sms-spam",
     training: TrainingConfig | None = None,
+    options: ClassifyOptions | None = None,
     *,
     from_gpt2: bool = False,
-    trainable: str = "last-block",
-    lora_rank: int | None = None,
-    lora_alpha: float | None = None,
-    drop_rate: float | None = BOOK_DROP_RATE,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    label2id: dict[str, int] | None = None,
-    balance: bool | None = None,
-    max_length: int | None = None,
-    drop_invalid: bool = False,
-    positive_label: str | int | None = None,
     tokenizer: Any = None,
 ) -> TrainResult:
     """Fine-tune a classifier from `base_model` on `data` with the shared loop; see the module docstring.
 
-    `data` and its options go to `prepare_classification_data` (split seeded with `training.seed`).
-    `lora_rank` trains LoRA adapters (`gpt_scratch.workflows.lora`) instead of the `trainable` parts. `positive_label`
-    (a label name or id; default: id 1) is the class whose precision / recall / F1 are reported.
+    `data` and `options`' data fields go to `prepare_classification_data` (split seeded with `training.seed`).
+    `options.lora_rank` trains LoRA adapters (`gpt_scratch.workflows.lora`) instead of the `trainable` parts;
+    `options.positive_label` (default: id 1) is the class whose precision / recall / F1 are reported.
     """
     training = training or book_training_config()
+    options = options or ClassifyOptions()
+    trainable, lora_rank, lora_alpha, balance = (
+        options.trainable,
+        options.lora_rank,
+        options.lora_alpha,
+        options.balance,
+    )
     tokenizer = tokenizer or GPTScratchTokenizer()
     prepared = prepare_classification_data(
         data,
-        text_column=text_column,
-        label_column=label_column,
-        label2id=label2id,
+        text_column=options.text_column,
+        label_column=options.label_column,
+        label2id=options.label2id,
         balance=balance,
         seed=training.seed,
-        max_length=max_length,
+        max_length=options.max_length,
         tokenizer=tokenizer,
-        drop_invalid=drop_invalid,
+        drop_invalid=options.drop_invalid,
     )
     if prepared.num_dropped:
         print(f"Dropped {prepared.num_dropped} invalid rows of {data}")
-    positive_id = _positive_id(positive_label, prepared.label2id)
+    positive_id = _positive_id(options.positive_label, prepared.label2id)
 
     set_seed(training.seed)  # the book's torch.manual_seed(123) before the new head is made
-    model = load_classifier(base_model, prepared.label2id, from_gpt2=from_gpt2, drop_rate=drop_rate)
+    model = load_classifier(base_model, prepared.label2id, from_gpt2=from_gpt2, drop_rate=options.drop_rate)
     if prepared.max_length > model.config.context_length:
         raise ValueError(
             f"{data}: examples are padded to {prepared.max_length} tokens (the longest training text), more than "
@@ -315,72 +340,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="sms-spam",
         help="sms-spam, or a .csv / .tsv / .json / .jsonl file with a text and a label column (default: sms-spam)",
     )
-    model = parser.add_argument_group("model")
-    add_base_model_arguments(model, book_gpt2="openai-community/gpt2")
-    model.add_argument(
-        "--trainable",
-        choices=TRAINABLE,
-        default="last-block",
-        help="what to train: the new head, the book's last block + final norm + head, or all (default: last-block)",
-    )
-    model.add_argument(
-        "--drop-rate",
-        type=float,
-        default=BOOK_DROP_RATE,
-        help=f"dropout (default: {BOOK_DROP_RATE}, the book's)",
-    )
-    model.add_argument(
-        "--lora-rank", type=int, default=None, help="train LoRA adapters of this rank (appendix E: 16)"
-    )
-    model.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--text-column", default=None, help="text column (default: Text for sms-spam, else text)"
-    )
-    data.add_argument(
-        "--label-column", default=None, help="label column (default: Label for sms-spam, else label)"
-    )
-    data.add_argument(
-        "--labels", default=None, help="comma-separated label names in id order (default: ham,spam or sorted)"
-    )
-    data.add_argument(
-        "--balance",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="undersample to equal classes (default: on for sms-spam only)",
-    )
-    data.add_argument(
-        "--max-length",
-        type=int,
-        default=None,
-        help="pad/cut to this many tokens (default: longest training text)",
-    )
-    data.add_argument(
-        "--drop-invalid", action="store_true", help="drop rows with an empty text or unknown label"
-    )
-    data.add_argument("--positive-label", default=None, help="class for precision/recall/F1 (default: id 1)")
+    add_base_model_arguments(parser.add_argument_group("model"), book_gpt2="openai-community/gpt2")
+    add_dataclass_arguments(parser, ClassifyOptions, title="model and data")
     add_training_arguments(parser, book_training_config(output_dir=None))
 
 
 def run(args: argparse.Namespace) -> int:
     args.output_dir = run_folder(args.output_dir, args.resume, "classifier")
-    label2id = {name.strip(): i for i, name in enumerate(args.labels.split(","))} if args.labels else None
     result = finetune_classifier(
         args.from_gpt2 or args.model,
         args.data,
         training_config_from_args(args),
+        dataclass_from_args(ClassifyOptions, args),
         from_gpt2=args.from_gpt2 is not None,
-        trainable=args.trainable,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
-        drop_rate=args.drop_rate,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        label2id=label2id,
-        balance=args.balance,
-        max_length=args.max_length,
-        drop_invalid=args.drop_invalid,
-        positive_label=args.positive_label,
     )
     if process_state().is_main_process:
         m = result.summary["metrics"]
@@ -408,6 +380,7 @@ def parameter_counts(config: GPTScratchConfig, lora_rank: int = 16, lora_alpha: 
 
 __all__ = [
     "TRAINABLE",
+    "ClassifyOptions",
     "book_training_config",
     "load_classifier",
     "set_trainable",
