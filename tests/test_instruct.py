@@ -19,6 +19,7 @@ from gpt_scratch.training import TrainingConfig
 from gpt_scratch.workflows.instruct import (
     BOOK_TRAINING,
     RESPONSES_FILE,
+    InstructOptions,
     chat,
     evaluate_with_judge,
     finetune_instructions,
@@ -167,7 +168,7 @@ def finetuned(tmp_path_factory, base_folder, data_file):
     )
     with serve(judge_ollama) as (url, requests):
         result = finetune_instructions(
-            base_folder, data_file, training, max_new_tokens=16, judge=JudgeClient(url), split_seed=123
+            base_folder, data_file, training, InstructOptions(max_new_tokens=16), judge=JudgeClient(url)
         )
     return result, out, requests
 

@@ -47,6 +47,7 @@ from gpt_scratch.data.instructions import (
     tokenize_instruction_data,
 )
 from gpt_scratch.generation.inference import load_model
+from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.tokenization_gpt_scratch import ENDOFTEXT_ID
 from gpt_scratch.training import (
     BOOK_RUNS,
@@ -245,33 +246,71 @@ def evaluate_with_judge(
 # The workflow
 
 
+@dataclass
+class InstructOptions:
+    """The records, their split and batching, the test answers and the judge; the book's chapter 7 by default.
+    Each field is a `gpt-scratch finetune-instructions` flag (the loop's are TrainingConfig's)."""
+
+    drop_rate: float | None = option(
+        0.0, "dropout while fine-tuning, the book's 0.0 ('none': the model's own)"
+    )
+    instruction_column: str = option("instruction", "column of the instruction")
+    input_column: str = option("input", "column of the input")
+    output_column: str = option("output", "column of the output")
+    shuffle_split: bool = option(
+        True, "shuffle the records (seeded with --seed) before the 85/5/10 split; off: the file's order"
+    )
+    allowed_max_length: int | None = option(1024, "cut training inputs to this many tokens")
+    mask_prompt: bool = option(False, "no loss on the prompt tokens (the book: off)")
+    cache_dir: str | None = option(None, "where to cache the tokenized records")
+    max_new_tokens: int = option(256, "tokens per test answer")
+    generation_batch_size: int = option(8, "test prompts decoded together")
+    max_test_responses: int | None = option(None, "answer only the first N test records ('none': all)")
+    judge_url: str | None = option(None, "score the answers with an LLM judge at this URL")
+    judge_model: str = option("llama3", "the judge model")
+    judge_api: str = option(
+        "ollama", "ollama: /api/chat; openai: /v1/chat/completions", choices=["ollama", "openai"]
+    )
+    judge_timeout: float = option(120.0, "seconds per judge request")
+
+    def judge(self) -> JudgeClient | None:
+        """The judge the options name, or None without a judge_url."""
+        if self.judge_url is None:
+            return None
+        return JudgeClient(
+            self.judge_url, model=self.judge_model, api=self.judge_api, timeout=self.judge_timeout
+        )
+
+
 def finetune_instructions(
     model: str | os.PathLike | torch.nn.Module,
     data: Any = "alpaca-book",
     training: TrainingConfig | None = None,
+    options: InstructOptions | None = None,
     *,
     tokenizer: Any = None,
     from_gpt2: bool = False,
-    drop_rate: float | None = 0.0,
-    split_seed: int | None = 123,
-    allowed_max_length: int | None = 1024,
-    mask_prompt: bool = False,
-    max_new_tokens: int = 256,
-    generation_batch_size: int = 8,
-    max_test_responses: int | None = None,
     judge: JudgeClient | Callable[[str], str] | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    columns: dict[str, str] | None = None,
 ) -> InstructionResult:
     """Fine-tune `model` (a saved folder, a GPT-2 checkpoint with `from_gpt2`, or a model) on instruction `data`.
 
-    `data`: `alpaca-book`, a .json/.jsonl file or a Dataset (`columns`: {"instruction_column": ..., ...}).
-    The split is shuffled with `split_seed` (None: the book's order). Inputs are cut to `allowed_max_length`
-    and the model's context. `drop_rate` 0.0 is the book's (None: keep the model's). After training, the main
-    process writes `instruction-data-with-response.json` for the test split (its first `max_test_responses`
-    records when given), and `training_summary.json` gets `test_perplexity` and, with a `judge`, the scores.
+    `data`: `alpaca-book`, a .json/.jsonl file or a Dataset (with `options.*_column` as its columns). The split is
+    shuffled with `training.seed` (`options.shuffle_split=False`: the book's order). Inputs are cut to
+    `options.allowed_max_length` and the model's context. After training, the main process writes
+    `instruction-data-with-response.json` for the test split (its first `max_test_responses` records when given),
+    and `training_summary.json` gets `test_perplexity` and, with a judge (`judge`, else `options.judge()`), the
+    scores.
     """
     training = training or BOOK_TRAINING
+    options = options or InstructOptions()
+    judge = judge if judge is not None else options.judge()
+    drop_rate, allowed_max_length, mask_prompt = (
+        options.drop_rate,
+        options.allowed_max_length,
+        options.mask_prompt,
+    )
+    split_seed = training.seed if options.shuffle_split else None
+    columns = {f"{f}_column": getattr(options, f"{f}_column") for f in ("instruction", "input", "output")}
     if isinstance(model, (str, os.PathLike)):
         base_model = str(model)
         model, loaded_tokenizer = load_model(model, from_gpt2=from_gpt2, drop_rate=drop_rate)
@@ -287,10 +326,10 @@ def finetune_instructions(
     max_length = min(allowed_max_length or _context_length(model), _context_length(model))
 
     state = process_state()
-    records = load_instruction_data(data, **(columns or {}))
+    records = load_instruction_data(data, **columns)
     splits = split_instruction_data(records, seed=split_seed)
     with state.main_process_first():  # the main process tokenizes (and fills any cache) first
-        tokenized = tokenize_instruction_data(splits, tokenizer, cache_dir)
+        tokenized = tokenize_instruction_data(splits, tokenizer, options.cache_dir)
     tokenized = tokenized.select_columns(["input_ids", "prompt_length"])
     collate = partial(custom_collate_fn, allowed_max_length=max_length, mask_prompt=mask_prompt)
 
@@ -313,22 +352,22 @@ def finetune_instructions(
             "allowed_max_length": max_length,
             "mask_prompt": mask_prompt,
             "drop_rate": drop_rate,
-            "max_new_tokens": max_new_tokens,
+            "max_new_tokens": options.max_new_tokens,
         },
     )
 
     # Answers for the test split, each process answering its share.
-    state = process_state()  # again: a single-process train() resets the state when it ends
+    state = process_state()
     model = result.model.to(state.device).eval()
-    test_records = splits["test"][:max_test_responses]
+    test_records = splits["test"][: options.max_test_responses]
     start = time.time()
     with state.split_between_processes(test_records) as share:
         answers = generate_responses(
             model,
             tokenizer,
             share,
-            max_new_tokens,
-            generation_batch_size,
+            options.max_new_tokens,
+            options.generation_batch_size,
             progress=state.is_main_process and training.progress_bar,
         )
     answers = gather_object(answers) if state.num_processes > 1 else answers
@@ -392,73 +431,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="alpaca-book (default), or a .json / .jsonl file of records",
     )
     add_base_model_arguments(parser, book_gpt2="openai-community/gpt2-medium")
-    parser.add_argument(
-        "--drop-rate", type=float, default=0.0, help="dropout while fine-tuning (default: 0.0, the book's)"
-    )
-    data = parser.add_argument_group("data")
-    for field in ("instruction", "input", "output"):
-        data.add_argument(
-            f"--{field}-column", default=field, help=f"column of the {field} (default: {field})"
-        )
-    data.add_argument(
-        "--no-shuffle-split",
-        action="store_true",
-        help="split in the file's order, as the book (default: shuffled with --seed)",
-    )
-    data.add_argument(
-        "--allowed-max-length", type=int, default=1024, help="cut training inputs to this (default: 1024)"
-    )
-    data.add_argument(
-        "--mask-prompt", action="store_true", help="no loss on the prompt tokens (default: off, as the book)"
-    )
-    data.add_argument("--cache-dir", default=None, help="where to cache the tokenized records")
-    answers = parser.add_argument_group("answers and evaluation")
-    answers.add_argument(
-        "--max-new-tokens", type=int, default=256, help="tokens per test answer (default: 256)"
-    )
-    answers.add_argument(
-        "--generation-batch-size", type=int, default=8, help="test prompts decoded together (default: 8)"
-    )
-    answers.add_argument(
-        "--max-test-responses", type=int, default=None, help="answer only the first N test records"
-    )
-    answers.add_argument("--judge-url", default=None, help="score the answers with an LLM judge at this URL")
-    answers.add_argument("--judge-model", default="llama3", help="the judge model (default: llama3)")
-    answers.add_argument(
-        "--judge-api",
-        default="ollama",
-        choices=["ollama", "openai"],
-        help="ollama: /api/chat (default); openai: /v1/chat/completions",
-    )
-    answers.add_argument(
-        "--judge-timeout", type=float, default=120.0, help="seconds per judge request (default: 120)"
-    )
+    add_dataclass_arguments(parser, InstructOptions, title="data, answers and evaluation")
     add_training_arguments(parser, dataclasses.replace(BOOK_TRAINING, output_dir=None))
 
 
 def run(args: argparse.Namespace) -> int:
     args.output_dir = run_folder(args.output_dir, args.resume, "instruct")
-    training = training_config_from_args(args)
-    judge = (
-        JudgeClient(args.judge_url, model=args.judge_model, api=args.judge_api, timeout=args.judge_timeout)
-        if args.judge_url
-        else None
-    )
     result = finetune_instructions(
         args.from_gpt2 or args.model,
         args.data,
-        training,
+        training_config_from_args(args),
+        dataclass_from_args(InstructOptions, args),
         from_gpt2=args.from_gpt2 is not None,
-        drop_rate=args.drop_rate,
-        split_seed=None if args.no_shuffle_split else training.seed,
-        allowed_max_length=args.allowed_max_length,
-        mask_prompt=args.mask_prompt,
-        max_new_tokens=args.max_new_tokens,
-        generation_batch_size=args.generation_batch_size,
-        max_test_responses=args.max_test_responses,
-        judge=judge,
-        cache_dir=args.cache_dir,
-        columns={f"{f}_column": getattr(args, f"{f}_column") for f in ("instruction", "input", "output")},
     )
     if process_state().is_main_process:
         m = result.train.summary["metrics"]
