@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
-from gpt_scratch.modeling_gpt_scratch import gpt2_config_to_scratch
+from gpt_scratch.conversion_gpt_scratch import gpt2_config_to_scratch
 
 from conftest import run_clean_python
 
