@@ -4,6 +4,7 @@ A random GPT-2 (GPT2LMHeadModel) is imported with ``from_gpt2``, so both models 
 call below is made on both and compared.
 """
 
+import copy
 import json
 import shutil
 import textwrap
@@ -251,3 +252,23 @@ def test_every_attention_implementation_gives_sdpa_logits(pair, implementation):
             ours.set_attn_implementation("sdpa")
     torch.testing.assert_close(got[0, 2:], expected[0, 2:], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(got[1], expected[1], atol=1e-4, rtol=1e-4)
+
+
+# ---- 9. PEFT's default targets ----------------------------------------------------------------------------------
+
+
+def test_lora_config_without_targets_adapts_the_books_layers(pair):
+    from peft import LoraConfig, get_peft_model
+
+    from gpt_scratch.lora import LORA_TARGET_MODULES
+
+    gpt2, ours = pair
+    adapted = {}
+    for name, model in (("gpt2", gpt2), ("ours", ours)):
+        peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=2))
+        adapted[name] = {n.rsplit(".lora_A", 1)[0] for n, _ in peft_model.named_parameters() if ".lora_A." in n}
+        assert sum(p.numel() for p in peft_model.parameters() if p.requires_grad) > 0
+    assert adapted["gpt2"] == {f"base_model.model.transformer.h.{i}.attn.c_attn" for i in range(2)}
+    assert adapted["ours"] == {
+        f"base_model.model.model.trf_blocks.{i}.{target}" for i in range(2) for target in LORA_TARGET_MODULES
+    }
