@@ -47,7 +47,9 @@ LORA_TARGET_MODULES = ["att.qkv", "att.out_proj", "ff.layers.0", "ff.layers.2"]
 try:  # PEFT is optional: LoraConfig() without target_modules then adapts these, as it adapts c_attn for GPT-2
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
-    TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.setdefault(GPTScratchConfig.model_type, LORA_TARGET_MODULES)
+    TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.setdefault(
+        GPTScratchConfig.model_type, LORA_TARGET_MODULES
+    )
 except ImportError:
     pass
 # Keyword arguments a forward accepts beyond its own: those transformers passes on (loss, outputs, attention).

@@ -72,7 +72,10 @@ def test_trainer_gradient_accumulation_logs_the_loss_and_gradients_of_one_batch(
     gpt2, ours = pair
     logged = {}
     for name, model in (("gpt2", gpt2), ("ours", ours)):
-        one, four = trainer_first_step(model, tmp_path / name, 1), trainer_first_step(model, tmp_path / name, 4)
+        one, four = (
+            trainer_first_step(model, tmp_path / name, 1),
+            trainer_first_step(model, tmp_path / name, 4),
+        )
         assert four["loss"] == pytest.approx(one["loss"], rel=1e-4), name
         assert four["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4), name
         logged[name] = one
@@ -114,7 +117,9 @@ def test_classifier_loss_honours_num_items_in_batch(problem_type):
             gpt2(ids, labels=labels, num_items_in_batch=torch.tensor(8)).loss, gpt2(ids, labels=labels).loss
         )
         mean = ours(ids, labels=labels).loss
-        torch.testing.assert_close(ours(ids, labels=labels, num_items_in_batch=torch.tensor(8)).loss, mean * 4 / 8)
+        torch.testing.assert_close(
+            ours(ids, labels=labels, num_items_in_batch=torch.tensor(8)).loss, mean * 4 / 8
+        )
 
 
 # ---- 2. past_key_values -----------------------------------------------------------------------------------------
@@ -192,11 +197,18 @@ def test_a_causal_lm_folder_loads_as_every_auto_class_in_a_clean_process(tmp_pat
     from gpt_scratch import GPTScratchTokenizer
 
     torch.manual_seed(0)  # GPT-2's whole vocabulary, for the pipeline's tokenizer
-    ours = GPTScratchForCausalLM(GPTScratchConfig(context_length=32, emb_dim=16, n_heads=2, n_layers=2)).eval()
+    ours = GPTScratchForCausalLM(
+        GPTScratchConfig(context_length=32, emb_dim=16, n_heads=2, n_layers=2)
+    ).eval()
     ours.save_pretrained(tmp_path / "saved")
     GPTScratchTokenizer().save_pretrained(tmp_path / "saved")
     auto_map = json.loads((tmp_path / "saved" / "config.json").read_text())["auto_map"]
-    assert set(auto_map) >= {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification"}
+    assert set(auto_map) >= {
+        "AutoConfig",
+        "AutoModel",
+        "AutoModelForCausalLM",
+        "AutoModelForSequenceClassification",
+    }
     hub_copy = shutil.copytree(tmp_path / "saved", tmp_path / "elsewhere" / "model")
     result = run_clean_python(ANY_AUTO_CLASS, str(hub_copy), cwd=tmp_path / "elsewhere")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -231,7 +243,8 @@ def test_output_attentions_under_eager_equal_gpt2s(pair):
         assert torch.all(padded[0][0, :, 3:, :3] == 0)  # real tokens give no weight to padding
         generated = ours.generate(ids[:1, :4], attention_mask=torch.ones(1, 4, dtype=torch.long), max_new_tokens=3,
                                   do_sample=False, output_attentions=True, return_dict_in_generate=True)  # fmt: skip
-        assert len(generated.attentions) == 3 and generated.attentions[0][0].shape == (1, SHAPE["n_head"], 4, 4)
+        first_step = generated.attentions[0]  # one (B, heads, prompt, prompt) tensor per layer
+        assert len(generated.attentions) == 3 and first_step[0].shape == (1, SHAPE["n_head"], 4, 4)
     finally:
         for model in pair:
             model.set_attn_implementation("sdpa")
@@ -266,7 +279,9 @@ def test_lora_config_without_targets_adapts_the_books_layers(pair):
     adapted = {}
     for name, model in (("gpt2", gpt2), ("ours", ours)):
         peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=2))
-        adapted[name] = {n.rsplit(".lora_A", 1)[0] for n, _ in peft_model.named_parameters() if ".lora_A." in n}
+        adapted[name] = {
+            n.rsplit(".lora_A", 1)[0] for n, _ in peft_model.named_parameters() if ".lora_A." in n
+        }
         assert sum(p.numel() for p in peft_model.parameters() if p.requires_grad) > 0
     assert adapted["gpt2"] == {f"base_model.model.transformer.h.{i}.attn.c_attn" for i in range(2)}
     assert adapted["ours"] == {
