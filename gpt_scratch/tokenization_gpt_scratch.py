@@ -37,6 +37,23 @@ ENDOFTEXT_ID = 50256
 # GPT-2's pre-tokenisation regex, as tiktoken writes it (equivalent to the original, faster).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 
+# The book's Alpaca prompt (chapter 7) as a chat template. A system message is the instruction and the user message
+# after it the input; a user message alone is the instruction (an empty input is left out, as the book does). An
+# assistant message is the response, ended by <|endoftext|>; the generation prompt is the response marker.
+ALPACA_CHAT_TEMPLATE = (
+    "{{- 'Below is an instruction that describes a task. Write a response that appropriately completes the request.' -}}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' or (message['role'] == 'user' and (loop.first or loop.previtem['role'] != 'system')) -%}"
+    "{{- '\n\n### Instruction:\n' + message['content'] -}}"
+    "{%- elif message['role'] == 'user' and message['content'] -%}"
+    "{{- '\n\n### Input:\n' + message['content'] -}}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{- '\n\n### Response:\n' + message['content'] + eos_token -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '\n\n### Response:\n' -}}{%- endif -%}"
+)  # fmt: skip
+
 # The two files tiktoken downloads for "gpt2"; it caches each under the sha1 of its address.
 TIKTOKEN_GPT2_URLS = {
     "encoder.json (= vocab.json)": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
