@@ -287,3 +287,95 @@ def test_lora_config_without_targets_adapts_the_books_layers(pair):
     assert adapted["ours"] == {
         f"base_model.model.model.trf_blocks.{i}.{target}" for i in range(2) for target in LORA_TARGET_MODULES
     }
+
+
+# ---- 6. torch.compile, torch.export, ExecuTorch, ONNX -----------------------------------------------------------
+
+
+class LogitsOf(torch.nn.Module):
+    """input_ids, attention_mask -> logits: the plain-tensor signature exporters want."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+
+def padded_batch(length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = random_ids(2, length, seed=seed)
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # left padding in row 0
+    return ids, mask
+
+
+def test_compile_fullgraph_with_a_mask_has_no_graph_break_like_gpt2(pair):
+    import torch._dynamo
+
+    ids, mask = padded_batch(9, seed=4)
+    for model in pair:
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(LogitsOf(model))(ids, mask)
+        assert explained.graph_break_count == 0, (type(model).__name__, explained.break_reasons)
+        assert explained.graph_count == 1
+
+
+def test_torch_export_with_a_dynamic_length(pair):
+    _, ours = pair
+    ids, mask = padded_batch(9, seed=4)
+    length = torch.export.Dim("length", min=2, max=SHAPE["n_positions"])
+    exported = torch.export.export(
+        LogitsOf(ours), (ids, mask), dynamic_shapes={"input_ids": {1: length}, "attention_mask": {1: length}}
+    )
+    for other_length in (5, 17):
+        ids, mask = padded_batch(other_length, seed=other_length)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                exported.module()(ids, mask), LogitsOf(ours)(ids, mask), atol=1e-5, rtol=1e-5
+            )
+
+
+def test_onnx_export_runs_in_onnxruntime_with_eager_logits(pair, tmp_path):
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    _, ours = pair
+    ids, mask = padded_batch(9, seed=4)
+    length = torch.export.Dim("length", min=2, max=SHAPE["n_positions"])
+    program = torch.onnx.export(
+        LogitsOf(ours), (ids, mask), dynamo=True, input_names=["input_ids", "attention_mask"],
+        output_names=["logits"], dynamic_shapes={"input_ids": {1: length}, "attention_mask": {1: length}},
+    )  # fmt: skip
+    program.save(str(tmp_path / "model.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    ids, mask = padded_batch(13, seed=5)
+    (logits,) = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    with torch.no_grad():
+        expected = LogitsOf(ours)(ids, mask)
+    got = torch.from_numpy(logits)
+    assert got.shape == expected.shape
+    # every real token (padding positions attend to nothing: their values are unspecified in any runtime)
+    torch.testing.assert_close(got[0, 3:], expected[0, 3:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[1], expected[1], atol=1e-5, rtol=1e-5)
+
+
+def test_executorch_static_cache_export_decodes_like_the_full_forward(pair):
+    from transformers import GenerationConfig
+    from transformers.integrations.executorch import convert_and_export_with_cache
+
+    ids = random_ids(1, 8, seed=6)
+    for model in pair:
+        model.generation_config = GenerationConfig(
+            use_cache=True, cache_implementation="static", cache_config={"batch_size": 1, "max_cache_len": 16}
+        )
+        try:
+            exported = convert_and_export_with_cache(model)
+        finally:
+            model.generation_config = GenerationConfig(bos_token_id=PAD, eos_token_id=PAD, pad_token_id=PAD)
+        with torch.no_grad():
+            full = model(ids).logits[0]
+            steps = [
+                exported.module()(input_ids=ids[:, i : i + 1], cache_position=torch.tensor([i]))[0, -1]
+                for i in range(ids.shape[1])
+            ]  # one token at a time through the exported static cache, as ExecuTorch's runner does
+        torch.testing.assert_close(torch.stack(steps), full, atol=1e-5, rtol=1e-5, msg=type(model).__name__)
