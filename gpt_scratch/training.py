@@ -434,7 +434,8 @@ def train(
     if accelerator.is_main_process:
         unwrapped.save_pretrained(output_dir, state_dict=state_dict)
         if tokenizer is not None:
-            tokenizer.model_max_length = unwrapped.config.context_length  # the model's context, not GPT-2's 1024
+            # the model's context, not GPT-2's 1024
+            tokenizer.model_max_length = unwrapped.config.context_length
             tokenizer.save_pretrained(output_dir)
         summary["plots"] = _plot_history(history, output_dir)
         write_summary(output_dir, summary)
