@@ -7,8 +7,9 @@ interface (``config._attn_implementation``: ``eager`` is the book's masked softm
 ``flash_attention_2``) and the masks come from transformers' ``create_causal_mask``, so ``torch.compile`` and
 ``torch.export`` trace the forward without data-dependent branches.
 
-This file imports nothing from the rest of the package but its configuration and the GPT-2 conversion beside it:
-``save_pretrained`` ships all three for ``trust_remote_code`` loading.
+This file imports nothing from the rest of the package but its configuration and, inside ``from_gpt2`` /
+``save_gpt2``, the GPT-2 conversion beside it (which writes GPT-2's tokenizer files with the tokenizer file):
+``save_pretrained`` ships all of them for ``trust_remote_code`` loading.
 """
 
 import os
