@@ -37,6 +37,23 @@ ENDOFTEXT_ID = 50256
 # GPT-2's pre-tokenisation regex, as tiktoken writes it (equivalent to the original, faster).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 
+# The book's Alpaca prompt (chapter 7) as a chat template. A system message is the instruction and the user message
+# after it the input; a user message alone is the instruction (an empty input is left out, as the book does). An
+# assistant message is the response, ended by <|endoftext|>; the generation prompt is the response marker.
+ALPACA_CHAT_TEMPLATE = (
+    "{{- 'Below is an instruction that describes a task. Write a response that appropriately completes the request.' -}}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' or (message['role'] == 'user' and (loop.first or loop.previtem['role'] != 'system')) -%}"
+    "{{- '\n\n### Instruction:\n' + message['content'] -}}"
+    "{%- elif message['role'] == 'user' and message['content'] -%}"
+    "{{- '\n\n### Input:\n' + message['content'] -}}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{- '\n\n### Response:\n' + message['content'] + eos_token -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '\n\n### Response:\n' -}}{%- endif -%}"
+)  # fmt: skip
+
 # The two files tiktoken downloads for "gpt2"; it caches each under the sha1 of its address.
 TIKTOKEN_GPT2_URLS = {
     "encoder.json (= vocab.json)": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
@@ -166,6 +183,60 @@ def encoding_from_files(vocab_file: str, merges_file: str) -> tiktoken.Encoding:
     )
 
 
+class OffsetsBatchEncoding(BatchEncoding):
+    """A BatchEncoding that knows each token's word (pre-tokenisation chunk), as a fast tokenizer's does."""
+
+    def __init__(self, *args: Any, word_ids: list[list[int | None]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._word_ids = word_ids
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        if self._word_ids is None:
+            raise ValueError("word_ids() needs the encoding to be made with return_offsets_mapping=True")
+        return self._word_ids[batch_index]
+
+
+def encode_with_offsets(
+    encoding: tiktoken.Encoding, text: str, allowed_special: set[str]
+) -> tuple[list[int], list[tuple[int, int]], list[int]]:
+    """tiktoken's ids of ``text`` with each token's (start, end) characters and word index, as GPT2TokenizerFast.
+
+    Words are GPT-2's pre-tokenisation chunks (and each allowed special token); a token holding part of a multi-byte
+    character spans that whole character.
+    """
+    import regex
+
+    special = "|".join(regex.escape(token) for token in sorted(allowed_special, key=len, reverse=True))
+    pieces = regex.split(f"({special})", text) if special else [text]
+    ids: list[int] = []
+    offsets: list[tuple[int, int]] = []
+    words: list[int] = []
+    word = start_char = 0
+    for n, piece in enumerate(pieces):
+        chunks = [piece] if n % 2 == 1 else [m.group() for m in regex.finditer(GPT2_PATTERN, piece)]
+        for chunk in chunks:
+            data = chunk.encode("utf-8")
+            char_of_byte = [i for i, char in enumerate(chunk) for _ in char.encode("utf-8")]
+            byte_start = 0
+            tokens = (
+                encoding.encode(chunk, allowed_special=allowed_special)
+                if n % 2
+                else encoding.encode_ordinary(chunk)
+            )
+            for token in tokens:
+                byte_end = byte_start + len(encoding.decode_single_token_bytes(token))
+                offsets.append(
+                    (start_char + char_of_byte[byte_start], start_char + char_of_byte[byte_end - 1] + 1)
+                )
+                byte_start = byte_end
+            assert byte_start == len(data), chunk
+            ids += tokens
+            words += [word] * len(tokens)
+            word += 1
+            start_char += len(chunk)
+    return ids, offsets, words
+
+
 class GPTScratchTokenizer(PythonBackend):
     """GPT-2's tokenizer with tiktoken doing the encoding and decoding.
 
@@ -279,10 +350,7 @@ class GPTScratchTokenizer(PythonBackend):
         split_special_tokens: bool | None = None,
         **kwargs: Any,
     ) -> BatchEncoding:
-        if kwargs.pop("return_offsets_mapping", False):
-            raise NotImplementedError(
-                "return_offsets_mapping is not available with GPTScratchTokenizer; use transformers' GPT2TokenizerFast"
-            )
+        return_offsets_mapping = kwargs.pop("return_offsets_mapping", False)
         split_special_tokens = (
             self.split_special_tokens if split_special_tokens is None else split_special_tokens
         )
@@ -297,6 +365,11 @@ class GPTScratchTokenizer(PythonBackend):
             and not (add_special_tokens and self.special_tokens_pattern not in (None, "none"))
             and not kwargs
         )
+        if return_offsets_mapping and not (simple and self._added_tokens_encoder.keys() == {ENDOFTEXT}):
+            raise NotImplementedError(
+                "GPTScratchTokenizer gives offsets for plain texts (one or a batch) without added tokens; "
+                "use transformers' GPT2TokenizerFast for pairs, pre-split words or overflowing windows"
+            )
         if not simple:  # pairs, pre-split words, overflow windows...: transformers' generic path
             return super()._encode_plus(
                 text=text,
@@ -321,13 +394,25 @@ class GPTScratchTokenizer(PythonBackend):
             )
 
         # One text or a batch: a plain loop over tiktoken (faster here than its thread-pool batch encoder).
-        encode = self._encoder_for(split_special_tokens)
-        input_ids = [encode(t) for t in text] if batched else [encode(text)]
+        texts = list(text) if batched else [text]
+        if return_offsets_mapping:
+            allowed = set() if split_special_tokens else {ENDOFTEXT}
+            encoded = [encode_with_offsets(self.encoding, t, allowed) for t in texts]
+            input_ids = [ids for ids, _, _ in encoded]
+            offsets = [spans for _, spans, _ in encoded]
+            word_ids: list[list[int | None]] = [words for _, _, words in encoded]
+        else:
+            encode = self._encoder_for(split_special_tokens)
+            input_ids = [encode(t) for t in texts]
         if truncation_strategy != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None:
-            if self.truncation_side == "left":
-                input_ids = [ids[-max_length:] if len(ids) > max_length else ids for ids in input_ids]
-            else:
-                input_ids = [ids[:max_length] for ids in input_ids]
+            keep = (
+                (lambda seq: seq[-max_length:])
+                if self.truncation_side == "left"
+                else (lambda seq: seq[:max_length])
+            )
+            input_ids = [keep(ids) for ids in input_ids]
+            if return_offsets_mapping:
+                offsets, word_ids = [keep(o) for o in offsets], [keep(w) for w in word_ids]
         if verbose and input_ids:
             self._eventual_warn_about_too_long_sequence(max(input_ids, key=len), max_length, verbose)
         if return_attention_mask is None:
@@ -346,11 +431,27 @@ class GPTScratchTokenizer(PythonBackend):
                 padding_side=padding_side,
                 return_attention_mask=return_attention_mask,
             ).data
+        if return_offsets_mapping:  # padding: (0, 0) offsets and no word, on the side the ids were padded
+            side = padding_side or self.padding_side
+            for row, ids in enumerate(outputs["input_ids"]):
+                extra = len(ids) - len(offsets[row])
+                offsets[row] = (
+                    [(0, 0)] * extra + offsets[row] if side == "left" else offsets[row] + [(0, 0)] * extra
+                )
+                word_ids[row] = (
+                    [None] * extra + word_ids[row] if side == "left" else word_ids[row] + [None] * extra
+                )
+            outputs["offset_mapping"] = offsets
         if return_length:
             outputs["length"] = [len(ids) for ids in outputs["input_ids"]]
         if not batched:
             outputs = {key: value[0] for key, value in outputs.items()}
-        return BatchEncoding(outputs, tensor_type=return_tensors, prepend_batch_axis=not batched)
+        return OffsetsBatchEncoding(
+            outputs,
+            tensor_type=return_tensors,
+            prepend_batch_axis=not batched,
+            word_ids=word_ids if return_offsets_mapping else None,
+        )
 
     # --- decoding -------------------------------------------------------------------------------------------
 
@@ -423,4 +524,9 @@ def register_auto_tokenizer() -> None:
     REGISTERED_TOKENIZER_CLASSES[GPTScratchTokenizer.__name__] = GPTScratchTokenizer
 
 
-__all__ = ["GPTScratchTokenizer", "GPT2VocabularyNotFoundError", "register_auto_tokenizer"]
+__all__ = [
+    "GPTScratchTokenizer",
+    "GPT2VocabularyNotFoundError",
+    "OffsetsBatchEncoding",
+    "register_auto_tokenizer",
+]

@@ -489,6 +489,8 @@ def finish(
     if accelerator.is_main_process:
         unwrapped.save_pretrained(run.output_dir, state_dict=state_dict)
         if tokenizer is not None:
+            # the model's context, not GPT-2's 1024
+            tokenizer.model_max_length = unwrapped.config.context_length
             tokenizer.save_pretrained(run.output_dir)
         summary["plots"] = _plot_history(run.state.history, run.output_dir)
         write_summary(run.output_dir, summary)

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
-from gpt_scratch.modeling_gpt_scratch import gpt2_config_to_scratch
+from gpt_scratch.conversion_gpt_scratch import gpt2_config_to_scratch
 
 from conftest import run_clean_python
 
@@ -174,3 +174,34 @@ def test_full_size_gpt2_small_import_and_export(tmp_path):
     back = GPT2LMHeadModel.from_pretrained(tmp_path / "exported")
     for name, tensor in reference.state_dict().items():
         assert torch.equal(back.state_dict()[name], tensor), name
+
+
+def test_export_carries_gpt2s_tokenizer_for_plain_transformers(tmp_path):
+    """AutoTokenizer + pipeline of plain transformers on a save_gpt2 folder: GPT-2's vocabulary, real generation."""
+    from transformers import AutoTokenizer, pipeline
+
+    from gpt_scratch import GPTScratchTokenizer
+
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(
+        GPTScratchConfig(context_length=40, emb_dim=16, n_heads=2, n_layers=1)
+    ).eval()
+    model.save_gpt2(tmp_path / "exported")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "exported")
+    assert len(tokenizer) == 50257 and tokenizer.model_max_length == 40
+    text = "Every effort moves you"
+    assert tokenizer(text)["input_ids"] == GPTScratchTokenizer()(text)["input_ids"]
+    generated = pipeline("text-generation", model=str(tmp_path / "exported"))(
+        text, max_new_tokens=5, do_sample=False
+    )[0]["generated_text"]
+    ids = GPTScratchTokenizer()(text, return_tensors="pt").input_ids
+    expected = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False)
+    assert generated == GPTScratchTokenizer().decode(expected[0]) and len(generated) > len(text)
+
+
+def test_from_gpt2_on_a_gpt_scratch_folder_says_what_it_is(tmp_path):
+    GPTScratchForCausalLM(
+        GPTScratchConfig(vocab_size=64, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
+    ).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="'gpt_scratch' config .*load it with from_pretrained"):
+        GPTScratchForCausalLM.from_gpt2(tmp_path)

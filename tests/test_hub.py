@@ -207,6 +207,9 @@ BREAKAGES = {
     "config not json": (lambda f: (f / "config.json").write_text("{oops"), "config.json is not valid JSON"),
     "model_type": (_edit_json("config.json", lambda c: c.update(model_type="gpt2")), "model_type is 'gpt2'"),
     "no auto_map": (_edit_json("config.json", lambda c: c.pop("auto_map")), "config.json has no auto_map"),
+    "auto_map of one class": (  # as saved before: AutoModel / AutoModelForCausalLM users could not load it
+        _edit_json("config.json", lambda c: c["auto_map"].pop("AutoModel")), "config.json auto_map has no AutoModel",
+    ),
     "no modeling code": (
         lambda f: (f / "modeling_gpt_scratch.py").unlink(), "but modeling_gpt_scratch.py is missing",
     ),
@@ -293,7 +296,7 @@ def test_dry_run_lists_files_and_uploads_nothing(saved, tmp_path, offline_hub, c
     (folder / "checkpoints" / "step-100").mkdir(parents=True)
     torch.save({"optimizer": 1}, folder / "checkpoints" / "step-100" / "optimizer.pt")
     (folder / "metrics.jsonl").write_text('{"step": 1, "train_loss": 10.9}\n')
-    expected = ["README.md", "config.json", "configuration_gpt_scratch.py", "loss.png", "merges.txt",
+    expected = ["README.md", "config.json", "configuration_gpt_scratch.py", "conversion_gpt_scratch.py", "loss.png", "merges.txt",
                 "metrics.jsonl", "model.safetensors", "modeling_gpt_scratch.py", "tokenization_gpt_scratch.py",
                 "tokenizer_config.json", "training_summary.json", "vocab.json"]  # fmt: skip
     assert validate_folder(folder) == []  # the pickled optimizer state in checkpoints/ is never uploaded

@@ -11,7 +11,13 @@ import torch
 from test_judge import send, serve, unused_port
 
 from gpt_scratch.cli import main as cli_main
-from gpt_scratch.data.instructions import custom_collate_fn, format_input, load_instruction_data
+from gpt_scratch.data.instructions import (
+    RESPONSE_HEADER,
+    custom_collate_fn,
+    format_input,
+    format_training_text,
+    load_instruction_data,
+)
 from gpt_scratch.generation.book import generate, text_to_token_ids, token_ids_to_text
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
@@ -48,9 +54,10 @@ def records():
     return load_instruction_data("alpaca-book")
 
 
-def book_answer(model, tokenizer, entry, max_new_tokens):
-    """Chapter 7's loop: generate(..., eos_id=50256) one record at a time, the text after the prompt."""
-    input_text = format_input(entry)
+def book_answer(model, tokenizer, entry, max_new_tokens, response_marker=False):
+    """Chapter 7's loop: generate(..., eos_id=50256) one record at a time, the text after the prompt (which ends
+    in `### Response:` with `response_marker`, as the chat template's generation prompt)."""
+    input_text = format_input(entry) + (RESPONSE_HEADER if response_marker else "")
     idx = text_to_token_ids(input_text, tokenizer)
     token_ids = generate(model, idx, max_new_tokens, model.config.context_length, eos_id=50256)
     generated_text = token_ids_to_text(token_ids, tokenizer)
@@ -226,15 +233,48 @@ def test_saved_model_generates_with_transformers(finetuned, tokenizer):
     assert text["generated_text"] == tokenizer.decode(generated[0])
 
 
-def test_chat_cli_answers_with_the_prompt_builder(finetuned, tokenizer, capsys):
+def test_chat_cli_answers_with_the_chat_template(finetuned, tokenizer, capsys):
     result, out, _ = finetuned
+    model = result.model.eval()
     entry = result.responses[0]
     answer = chat(out, entry["instruction"], entry["input"], max_new_tokens=16)
-    assert answer == entry["model_response"]
+    assert answer == book_answer(model, tokenizer, entry, 16, response_marker=True)
     assert cli_main(["chat", str(out), "--instruction", "Say hi.", "--max-new-tokens", "8"]) == 0
     printed = capsys.readouterr().out.strip()
     entry = {"instruction": "Say hi.", "input": ""}
-    assert printed == book_answer(result.model.eval(), tokenizer, entry, 8)
+    assert printed == book_answer(model, tokenizer, entry, 8, response_marker=True)
+
+
+def test_saved_chat_template_is_the_books_prompt_and_drives_chat_pipelines(finetuned):
+    from transformers import AutoTokenizer, pipeline
+
+    import gpt_scratch  # noqa: F401  (registers the Auto classes)
+
+    result, out, _ = finetuned
+    saved = AutoTokenizer.from_pretrained(out)
+    entry = {
+        "instruction": "Rewrite the sentence using a simile.",
+        "input": "The car is fast.",
+        "output": "Fast.",
+    }
+    messages = [
+        {"role": "system", "content": entry["instruction"]},
+        {"role": "user", "content": entry["input"]},
+    ]
+    prompt = saved.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert prompt == format_input(entry) + RESPONSE_HEADER
+    alone = [{"role": "user", "content": "Say hi."}]
+    assert saved.apply_chat_template(alone, add_generation_prompt=True, tokenize=False) == (
+        format_input({"instruction": "Say hi.", "input": ""}) + RESPONSE_HEADER
+    )
+    answered = messages + [{"role": "assistant", "content": entry["output"]}]
+    assert (
+        saved.apply_chat_template(answered, tokenize=False) == format_training_text(entry) + "<|endoftext|>"
+    )
+    reply = pipeline("text-generation", model=str(out))(messages, max_new_tokens=8, do_sample=False)
+    assert reply[0]["generated_text"][-1]["role"] == "assistant"
+    expected = chat(out, entry["instruction"], entry["input"], max_new_tokens=8)
+    assert reply[0]["generated_text"][-1]["content"].strip() == expected
 
 
 def test_cli_with_an_unreachable_judge_finishes_and_counts_unscored(tmp_path, base_folder, data_file, capsys):

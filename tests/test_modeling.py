@@ -104,18 +104,26 @@ def test_gelu_is_the_tanh_approximation():
 @pytest.mark.parametrize("qkv_bias", [False, True])
 def test_sdpa_and_explicit_attention_agree(qkv_bias):
     torch.manual_seed(0)
-    att = MultiHeadAttention(16, 16, context_length=12, dropout=0.0, num_heads=4, qkv_bias=qkv_bias).eval()
+    config = tiny_config(emb_dim=16, n_heads=4, context_length=12, qkv_bias=qkv_bias)
+    att = MultiHeadAttention(config).eval()
     x = torch.randn(3, 12, 16)
-    torch.testing.assert_close(att(x, use_sdpa=True), att(x, use_sdpa=False), atol=1e-6, rtol=1e-5)
+    config._attn_implementation = "sdpa"
+    sdpa, no_weights = att(x)
+    config._attn_implementation = "eager"
+    eager, weights = att(x)  # the book's masked softmax
+    torch.testing.assert_close(sdpa, eager, atol=1e-6, rtol=1e-5)
+    assert no_weights is None and weights.shape == (3, 4, 12, 12)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4, 12))
+    assert torch.all(weights.triu(diagonal=1) == 0)  # causal
 
 
 def test_attention_is_causal():
     torch.manual_seed(0)
-    att = MultiHeadAttention(16, 16, context_length=8, dropout=0.0, num_heads=2).eval()
+    att = MultiHeadAttention(tiny_config(emb_dim=16, n_heads=2, context_length=8)).eval()
     x = torch.randn(1, 8, 16)
     changed = x.clone()
     changed[:, 5:] = torch.randn(1, 3, 16)
-    torch.testing.assert_close(att(x)[:, :5], att(changed)[:, :5])
+    torch.testing.assert_close(att(x)[0][:, :5], att(changed)[0][:, :5])
 
 
 def test_eager_and_sdpa_models_agree_with_padding():

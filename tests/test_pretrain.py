@@ -99,6 +99,7 @@ def test_pretrain_tiny_writes_a_loadable_folder(tmp_path):
 
     model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(out, trust_remote_code=False)
+    assert tokenizer.model_max_length == TINY["context_length"]  # the model's context, not GPT-2's 1024
     assert (out / "model.safetensors").is_file()
     assert_same_weights(
         model.state_dict(), {k: v.detach() for k, v in result.model.state_dict().items()}, 0.0

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.modeling_gpt_scratch import MultiHeadAttention
 from gpt_scratch.teaching.attention import (
     CausalAttention,
@@ -171,13 +172,15 @@ def test_wrapper_of_causal_heads_equals_fast_multi_head_attention(
     qkv_bias, num_heads, head_dim, num_tokens, use_sdpa
 ):
     torch.manual_seed(num_heads * 100 + head_dim)
-    d_in, context_length = 6, 7
+    d_in, context_length = num_heads * head_dim, 7  # the model's attention keeps the width: d_in = d_out
     wrapper = MultiHeadAttentionWrapper(
         d_in, head_dim, context_length, 0.1, num_heads, qkv_bias=qkv_bias
     ).eval()
-    fast = MultiHeadAttention(
-        d_in, num_heads * head_dim, context_length, 0.1, num_heads, qkv_bias=qkv_bias
-    ).eval()
+    config = GPTScratchConfig(
+        emb_dim=d_in, n_heads=num_heads, context_length=context_length, drop_rate=0.1, qkv_bias=qkv_bias
+    )
+    config._attn_implementation = "sdpa" if use_sdpa else "eager"
+    fast = MultiHeadAttention(config).eval()
     assert fast.qkv.weight.shape == (3 * num_heads * head_dim, d_in)
     assert (fast.qkv.bias is not None) == qkv_bias
     copy_wrapper_into_fast(wrapper, fast)
@@ -185,7 +188,7 @@ def test_wrapper_of_causal_heads_equals_fast_multi_head_attention(
     x = torch.randn(3, num_tokens, d_in)
     with torch.no_grad():
         expected = wrapper(x)
-        actual = fast(x, use_sdpa=use_sdpa)  # the fused kernel, or the book's masked softmax
+        actual, _ = fast(x)  # the fused kernel, or the book's masked softmax
     assert actual.shape == expected.shape == (3, num_tokens, num_heads * head_dim)
     torch.testing.assert_close(actual, expected, atol=1e-6, rtol=0)
 
@@ -193,10 +196,11 @@ def test_wrapper_of_causal_heads_equals_fast_multi_head_attention(
 def test_copied_weights_matter():
     """The equality above is not vacuous: a head copied into the wrong rows changes the output."""
     torch.manual_seed(0)
-    wrapper = MultiHeadAttentionWrapper(4, 3, 5, 0.0, 2).eval()
-    fast = MultiHeadAttention(4, 6, 5, 0.0, 2).eval()
+    wrapper = MultiHeadAttentionWrapper(6, 3, 5, 0.0, 2).eval()
+    fast = MultiHeadAttention(GPTScratchConfig(emb_dim=6, n_heads=2, context_length=5, drop_rate=0.0)).eval()
     copy_wrapper_into_fast(wrapper, fast)
     with torch.no_grad():
+        x = torch.randn(2, 5, 6)
+        torch.testing.assert_close(fast(x)[0], wrapper(x), atol=1e-6, rtol=0)
         fast.qkv.weight[[0, 3]] = fast.qkv.weight[[3, 0]]  # swap one query row between the two heads
-        x = torch.randn(2, 5, 4)
-        assert (fast(x) - wrapper(x)).abs().max() > 1e-3
+        assert (fast(x)[0] - wrapper(x)).abs().max() > 1e-3

@@ -368,3 +368,43 @@ def test_batched_encoding_keeps_up_with_tiktoken_on_the_instruction_data():
     report = benchmark_tokenizer(repeats=7)
     assert report["n_texts"] == 1100
     assert report["ratio_batched_vs_tiktoken"] >= report["target_ratio"] == 0.85
+
+
+# ---- offsets and words, as GPT-2's fast tokenizer gives them -----------------------------------------------------
+
+OFFSET_TEXTS = [BOOK_TEXT, "Hello, wörld 日本 tea?<|endoftext|> x", "a  b\n\n  c", "", "👍🏽 naïve café"]
+
+
+@pytest.mark.parametrize("text", OFFSET_TEXTS)
+def test_offsets_and_word_ids_equal_gpt2_fast(tok, hf_gpt2, text):
+    ours = tok(text, return_offsets_mapping=True)
+    theirs = hf_gpt2(text, return_offsets_mapping=True)
+    assert ours["input_ids"] == theirs["input_ids"]
+    assert ours["offset_mapping"] == theirs["offset_mapping"]
+    assert ours.word_ids() == theirs.word_ids()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cn")), max_size=60))
+def test_offsets_equal_gpt2_fast_on_any_text(tok, hf_gpt2, text):
+    """Any text of assigned characters (unassigned code points can fall into other words: the Unicode tables of
+    Python's regex and of tokenizers' Rust regex differ there; ids and offsets still agree)."""
+    ours = tok(text, return_offsets_mapping=True)
+    theirs = hf_gpt2(text, return_offsets_mapping=True)
+    assert ours["offset_mapping"] == theirs["offset_mapping"]
+    assert ours.word_ids() == theirs.word_ids()
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_offsets_of_a_padded_truncated_batch_equal_gpt2_fast(tok, hf_gpt2, side):
+    texts = OFFSET_TEXTS[:3]
+    kwargs = dict(return_offsets_mapping=True, padding=True, truncation=True, max_length=9, padding_side=side)
+    ours, theirs = tok(texts, return_tensors="pt", **kwargs), hf_gpt2(texts, return_tensors="pt", **kwargs)
+    for key in ("input_ids", "attention_mask", "offset_mapping"):
+        assert torch.equal(ours[key], theirs[key]), key
+    assert [ours.word_ids(i) for i in range(3)] == [theirs.word_ids(i) for i in range(3)]
+
+
+def test_word_ids_without_offsets_is_a_clear_error(tok):
+    with pytest.raises(ValueError, match="return_offsets_mapping=True"):
+        tok("Hello").word_ids()

@@ -69,8 +69,8 @@ def forward_with_static_cache(
     start, num_tokens = cache.length, input_ids.shape[1]
     positions = torch.arange(start, start + num_tokens, device=input_ids.device)
     x = backbone.tok_emb(input_ids) + backbone.pos_emb(positions)  # (B, T, emb_dim); dropout is off in eval
-    for layer_idx, block in enumerate(backbone.trf_blocks):
-        x = block(x, None, is_causal=start == 0, cache=cache, layer_idx=layer_idx)
+    for block in backbone.trf_blocks:
+        x = block(x, cache=cache)  # no mask: causal over the new tokens, each seeing the whole cache
     cache.advance(num_tokens)
     return backbone.final_norm(x)
 

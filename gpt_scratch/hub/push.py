@@ -154,7 +154,8 @@ def validate_folder(folder: str | Path) -> list[str]:
         if not isinstance(auto_map, dict):
             problems.append("config.json has no auto_map: save with the gpt_scratch package imported")
         else:
-            wanted = ["AutoConfig"] + ([AUTO_CLASS_OF[architecture]] if architecture in AUTO_CLASS_OF else [])
+            # every model class, so that any Auto class loads the folder
+            wanted = ["AutoConfig", *AUTO_CLASS_OF.values()]
             problems += [f"config.json auto_map has no {name}" for name in wanted if name not in auto_map]
             _check_auto_map(folder, "config.json", auto_map, problems)
         _check_weights(folder, config, problems)

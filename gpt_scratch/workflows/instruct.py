@@ -48,7 +48,7 @@ from gpt_scratch.data.instructions import (
 )
 from gpt_scratch.generation.inference import load_model
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
-from gpt_scratch.tokenization_gpt_scratch import ENDOFTEXT_ID
+from gpt_scratch.tokenization_gpt_scratch import ALPACA_CHAT_TEMPLATE, ENDOFTEXT_ID
 from gpt_scratch.training import (
     BOOK_RUNS,
     CausalLMTask,
@@ -324,6 +324,9 @@ def finetune_instructions(
 
         tokenizer = GPTScratchTokenizer()
     max_length = min(allowed_max_length or _context_length(model), _context_length(model))
+    tokenizer.chat_template = (
+        ALPACA_CHAT_TEMPLATE  # saved with the model: apply_chat_template, chat pipelines
+    )
 
     state = process_state()
     records = load_instruction_data(data, **columns)
@@ -413,10 +416,21 @@ def _describe_judge(judge: Any) -> dict[str, Any]:
 
 
 def chat(folder: str | os.PathLike, instruction: str, input: str = "", max_new_tokens: int = 256) -> str:
-    """The answer of the model saved in `folder` to one instruction (with optional input), greedy."""
+    """The answer of the model saved in `folder` to one instruction (with optional input), greedy.
+
+    The prompt is the folder's chat template (the book's Alpaca prompt ending in `### Response:`), as
+    `pipeline("text-generation")` builds it from the messages: the instruction as system, the input as user.
+    """
     model, tokenizer = load_model(folder)
-    record = {"instruction": instruction, "input": input, "output": ""}
-    return generate_responses(model, tokenizer, [record], max_new_tokens=max_new_tokens)[0]
+    tokenizer.chat_template = (
+        tokenizer.chat_template or ALPACA_CHAT_TEMPLATE
+    )  # folders saved before templates
+    messages = [{"role": "system", "content": instruction}, {"role": "user", "content": input}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+    prompt_ids = prompt["input_ids"][:, -(_context_length(model) - 1) :]  # the book crops to the context
+    budget = min(max_new_tokens, _context_length(model) - prompt_ids.shape[1])
+    out = _generate_left_padded(model, prompt_ids.tolist(), budget, next(model.parameters()).device)[0]
+    return tokenizer.decode(_until_eos(out, ENDOFTEXT_ID), skip_special_tokens=True).strip()
 
 
 # ----------------------------------------------------------------------------------------------------------------

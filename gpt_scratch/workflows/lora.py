@@ -21,8 +21,10 @@ import os
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
-# The linear layers of every TransformerBlock: fused q/k/v, attention output, the feed-forward's two layers.
-LORA_TARGET_MODULES = ["att.qkv", "att.out_proj", "ff.layers.0", "ff.layers.2"]
+# The linear layers of every TransformerBlock (fused q/k/v, attention output, the feed-forward's two layers): the
+# modeling file gives them to PEFT as this model type's default targets.
+from gpt_scratch.modeling_gpt_scratch import LORA_TARGET_MODULES
+
 HEAD_MODULES = ["score"]  # the classifier's new output head: trained in full, saved with the adapter
 
 
