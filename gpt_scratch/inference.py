@@ -14,11 +14,18 @@ from typing import Any
 import torch
 
 
-def load(folder: str | Path) -> tuple[Any, Any]:
-    """The model (eval mode) and tokenizer saved in `folder`."""
+def load(folder: str | Path, quantize: str | None = None) -> tuple[Any, Any]:
+    """The model (eval mode) and tokenizer saved in `folder`, for decoding.
+
+    `quantize` ("int8" or "bf16", see `gpt_scratch.quantize`) shrinks the weights; without it, fp32 weights are
+    laid out for single-row reads (`layout_for_decoding`). A bf16 model on a CPU without fast bf16 warns.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import gpt_scratch  # noqa: F401  (registers gpt_scratch with the Auto classes, AutoTokenizer included)
+    from gpt_scratch.hardware import warn_if_slow_bf16
+    from gpt_scratch.quantization import layout_for_decoding
+    from gpt_scratch.quantization import quantize as quantize_model
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -26,6 +33,12 @@ def load(folder: str | Path) -> tuple[Any, Any]:
     # The installed package's classes, not the copies of its code saved in the folder (no remote code to trust).
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    if quantize:
+        model = quantize_model(model, quantize)
+    elif model.dtype == torch.bfloat16:
+        warn_if_slow_bf16(f"{folder}: bf16 weights", model.device)
+    elif model.dtype == torch.float32:
+        layout_for_decoding(model)
     return model.eval(), tokenizer
 
 
@@ -70,10 +83,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--top-p", type=float, default=None, help="sample from the smallest set with this mass"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
+    add_quantize_argument(parser)
+
+
+def add_quantize_argument(parser: argparse.ArgumentParser) -> None:
+    """``--quantize int8|bf16``, shared by ``gpt-scratch generate`` and ``gpt-scratch chat``."""
+    from gpt_scratch.quantization import QUANTIZE_CHOICES
+
+    parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None,
+                        help="int8: dynamic int8 weights (CPU); bf16: bf16 weights (CPUs with native bf16)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load(args.folder)
+    model, tokenizer = load(args.folder, args.quantize)
     print(
         generate_text(
             model,

@@ -408,11 +408,18 @@ def _describe_judge(judge: Any) -> dict[str, Any]:
 # Chat: one instruction from the command line
 
 
-def chat(folder: str | os.PathLike, instruction: str, input: str = "", max_new_tokens: int = 256) -> str:
-    """The answer of the model saved in `folder` to one instruction (with optional input), greedy."""
+def chat(
+    folder: str | os.PathLike,
+    instruction: str,
+    input: str = "",
+    max_new_tokens: int = 256,
+    quantize: str | None = None,
+) -> str:
+    """The answer of the model saved in `folder` to one instruction (with optional input), greedy;
+    `quantize` ("int8", "bf16") as in `gpt_scratch.inference.load`."""
     from gpt_scratch.inference import load
 
-    model, tokenizer = load(folder)
+    model, tokenizer = load(folder, quantize)
     record = {"instruction": instruction, "input": input, "output": ""}
     return generate_responses(model, tokenizer, [record], max_new_tokens=max_new_tokens)[0]
 
@@ -513,8 +520,11 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instruction", required=True, help="what to do")
     parser.add_argument("--input", default="", help="the instruction's input, if any")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="longest answer (default: 256)")
+    from gpt_scratch.inference import add_quantize_argument
+
+    add_quantize_argument(parser)
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    print(chat(args.folder, args.instruction, args.input, args.max_new_tokens))
+    print(chat(args.folder, args.instruction, args.input, args.max_new_tokens, args.quantize))
     return 0

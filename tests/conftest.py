@@ -95,3 +95,13 @@ def hf_gpt2_tokenizer(gpt2_files):
     from transformers import GPT2Tokenizer
 
     return GPT2Tokenizer.from_pretrained(gpt2_files)
+
+
+SLOW_TEST_TIMEOUT_S = 1800  # full-size models; the default tests get pyproject's --timeout=120
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests get a longer timeout than the default suite's, unless they set their own."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
