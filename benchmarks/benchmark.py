@@ -1,7 +1,7 @@
 """Speed of gpt_scratch against transformers' GPT2LMHeadModel and the book's code, same weights, same inputs.
 
-    gpt-scratch benchmark                     # gpt2-small (124M) on this machine, a few minutes on 2 CPU cores
-    gpt-scratch benchmark --quick --json out.json
+    python benchmarks/benchmark.py                     # gpt2-small (124M) on this machine, a few minutes on 2 CPU cores
+    python benchmarks/benchmark.py --quick --json out.json
 
 One random gpt2-small is written once as a GPT-2 checkpoint (``save_gpt2``); every implementation loads those
 weights: ours (``from_gpt2``), ``GPT2LMHeadModel`` (``from_pretrained``) and the book's ``GPTModel`` and KV-cache
@@ -32,12 +32,15 @@ from typing import Any
 
 import torch
 
+from gpt_scratch.hardware import measure_read_bandwidth, slow_bf16_reason
+
 BOOK_PACKAGE = "llms-from-scratch"
 BOOK_NOTE = f"the book's package is not installed: pip install --no-deps {BOOK_PACKAGE}==1.0.19"
 TINY = dict(vocab_size=512, context_length=128, emb_dim=64, n_heads=4, n_layers=2)  # for tests: seconds
 
 TRAIN_IMPLS = ("gpt_scratch", "hf_gpt2", "book")
-DECODE_IMPLS = ("gpt_scratch", "gpt_scratch_generate", "hf_gpt2_generate", "book_simple", "book_kv_cache")
+DECODE_IMPLS = ("gpt_scratch", "gpt_scratch_generate", "gpt_scratch_int8", "gpt_scratch_bf16", "hf_gpt2_generate",
+                "book_simple", "book_kv_cache")  # fmt: skip
 PREFILL_IMPLS = ("gpt_scratch", "hf_gpt2", "book", "book_kv_cache")
 
 
@@ -151,20 +154,38 @@ def model_flops_params(config: dict[str, int]) -> int:
     return config["n_layers"] * (12 * d * d + 13 * d) + 2 * d + config["vocab_size"] * d
 
 
+class SkipCase(Exception):
+    """A case that cannot run here (the book's package missing, bf16 on a CPU without fast bf16): the reason."""
+
+
 def measure_matmul_peak(
-    dtype: torch.dtype, size: int = 2048, repeats: int = 10, device: str = "cpu"
+    dtype: torch.dtype, seconds: float = 1.0, device: str = "cpu", max_size: int = 8192
 ) -> float:
-    """FLOP/s of a (size x size) @ (size x size) matmul in ``dtype``: the peak MFU is measured against."""
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    seconds = []
-    for i in range(repeats + 2):  # two warm-up runs
+    """Best FLOP/s of a square matmul in ``dtype`` within about ``seconds``: the peak MFU is measured against.
+
+    The size doubles from 256 while one matmul takes under a tenth of the budget (a slow dtype stays small);
+    the rest of the budget repeats that size.
+    """
+    size, best, deadline = 256, 0.0, time.perf_counter() + seconds
+    while True:
+        a = torch.randn(size, size, device=device).to(dtype)
+        b = torch.randn(size, size, device=device).to(dtype)
+        a @ b  # warm-up
+        _sync(device)
         start = time.perf_counter()
         a @ b
         _sync(device)
-        if i >= 2:
-            seconds.append(time.perf_counter() - start)
-    return 2 * size**3 / min(seconds)
+        took = time.perf_counter() - start
+        best = max(best, 2 * size**3 / took)
+        if took > seconds / 10 or size >= max_size or time.perf_counter() > deadline:
+            break
+        size *= 2
+    while time.perf_counter() + took < deadline:
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = max(best, 2 * size**3 / (time.perf_counter() - start))
+    return best
 
 
 def _train_runner(impl: str, folder: str, batch: int, seq: int, dtype: str, device: str):
@@ -194,13 +215,24 @@ def _train_runner(impl: str, folder: str, batch: int, seq: int, dtype: str, devi
 
 def _decode_runner(impl: str, folder: str, batch: int, prompt: int, new: int, device: str):
     """Greedy decoding of ``new`` tokens after a random ``prompt``-token prompt; checks the output length."""
-    base = {"gpt_scratch_generate": "gpt_scratch", "hf_gpt2_generate": "hf_gpt2", "book_simple": "book"}
+    from gpt_scratch.quantization import layout_for_decoding, quantize
+
+    base = {"gpt_scratch_generate": "gpt_scratch", "gpt_scratch_int8": "gpt_scratch", "gpt_scratch_bf16":
+            "gpt_scratch", "hf_gpt2_generate": "hf_gpt2", "book_simple": "book"}  # fmt: skip
+    if impl == "gpt_scratch_bf16" and slow_bf16_reason(device):
+        raise SkipCase(slow_bf16_reason(device))
+    if impl == "gpt_scratch_int8" and device != "cpu":
+        raise SkipCase("int8 (torch dynamic quantization) runs on CPU only")
     model = load_model(base.get(impl, impl), folder).to(device).eval()
+    if impl in ("gpt_scratch", "gpt_scratch_generate"):
+        layout_for_decoding(model)  # as gpt-scratch generate loads fp32 weights
+    elif impl in ("gpt_scratch_int8", "gpt_scratch_bf16"):
+        model = quantize(model, impl.removeprefix("gpt_scratch_"))
     config = _config_of(model)
     ids = torch.randint(0, config["vocab_size"], (batch, prompt), generator=torch.Generator().manual_seed(1))
     ids = ids.to(device)
 
-    if impl == "gpt_scratch":
+    if impl in ("gpt_scratch", "gpt_scratch_int8", "gpt_scratch_bf16"):
         from gpt_scratch.generation.fast_generate import generate_fast
 
         def decode() -> torch.Tensor:
@@ -343,6 +375,8 @@ def benchmark_task(
     hits them all alike. ``per_impl`` changes the shape of some implementations (e.g. fewer tokens for a slow one).
     Per implementation: tokens/s median, min, max; model FLOP/s; peak memory (weights included); weight memory.
     """
+    from gpt_scratch.quantization import weight_bytes
+
     results, runs = {}, {}
     for impl in impls:
         try:
@@ -352,7 +386,10 @@ def benchmark_task(
         except ImportError as error:
             results[impl] = {"skipped": f"{BOOK_NOTE} ({error})"}
             continue
-        weights = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+        except SkipCase as reason:
+            results[impl] = {"skipped": str(reason)}
+            continue
+        weights = weight_bytes(model)
         _reset_peak_memory(device)
         before = _memory_mib(device, peak=False)
         for _ in range(max(warmup, 1)):  # at least once: the peak memory and the output check
@@ -394,12 +431,13 @@ def _config_of(model: torch.nn.Module) -> dict[str, int]:
 
 # ------------------------------------------------------------------------------------------------- the whole run
 
-TARGETS = [  # (task key, other implementation, minimum ratio gpt_scratch / other), from issue 8
-    ("train fp32", "hf_gpt2", 1.3),
-    ("train bf16", "hf_gpt2", 1.3),
-    ("decode batch 1", "hf_gpt2_generate", 2.0),
-    ("decode batch 1", "book_simple", 5.0),
-    ("decode batch 1", "book_kv_cache", 1.0),
+TARGETS = [  # (task key, our implementation, other implementation, minimum ratio ours / other): issues 8 and 15
+    ("train fp32", "gpt_scratch", "hf_gpt2", 1.3),
+    ("train bf16", "gpt_scratch", "hf_gpt2", 1.3),
+    ("decode batch 1", "gpt_scratch", "hf_gpt2_generate", 1.0),
+    ("decode batch 1", "gpt_scratch_int8", "hf_gpt2_generate", 2.0),
+    ("decode batch 1", "gpt_scratch", "book_simple", 5.0),
+    ("decode batch 1", "gpt_scratch", "book_kv_cache", 1.0),
 ]
 
 
@@ -431,23 +469,40 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     if not book:
         report["notes"] = [BOOK_NOTE + "; the book's columns are skipped"]
 
+    train_dtypes = args.dtypes.split(",") if "train" in tasks else []
+    slow_bf16 = slow_bf16_reason(args.device)
+    report["machine"]["bf16"] = "fast" if slow_bf16 is None else f"slow: {slow_bf16}"
+    report["machine"]["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    report["machine"]["cpu_model"] = _cpu_model()
+    # Peaks only for the dtypes that run: fp32 for decode/prefill and fp32 training, bf16 for bf16 cases.
+    peak_dtypes = {d for d in train_dtypes} | ({"fp32"} if tasks & {"decode", "prefill"} else set())
+    if slow_bf16:
+        peak_dtypes.discard("bf16")
+        if "bf16" in train_dtypes:
+            report.setdefault("notes", []).append(f"bf16 cases skipped: {slow_bf16}")
+
     def measure_peaks() -> dict[str, float]:
-        size = 2048 if args.device == "cpu" else 8192
-        return {dtype: measure_matmul_peak(getattr(torch, name), size=size, device=args.device)
-                for dtype, name in (("fp32", "float32"), ("bf16", "bfloat16"))}  # fmt: skip
+        names = {"fp32": torch.float32, "bf16": torch.bfloat16}
+        return {dtype: measure_matmul_peak(names[dtype], seconds=args.peak_seconds, device=args.device)
+                for dtype in sorted(peak_dtypes)}  # fmt: skip
 
     peaks = measure_peaks()
+    if "decode" in tasks and args.device == "cpu":
+        report["read_bytes_per_s"] = measure_read_bandwidth()
     results = report["results"]
     common = dict(warmup=args.warmup, repeats=args.repeats, device=args.device)
     with tempfile.TemporaryDirectory() as folder:
         config = write_checkpoint(folder, args.preset, args.tiny)
         seq_cap = config.context_length
         if "train" in tasks:
-            for dtype in args.dtypes.split(","):
+            for dtype in train_dtypes:
                 for shape in args.train_shapes.split(","):
                     batch, seq = (int(n) for n in shape.split("x"))
                     key = f"train {dtype} {batch}x{min(seq, seq_cap)}"
                     impls = [i for i in TRAIN_IMPLS if book or not i.startswith("book")]
+                    if dtype == "bf16" and slow_bf16:
+                        results[key] = {impl: {"skipped": slow_bf16} for impl in impls}
+                        continue
                     results[key] = benchmark_task("train", impls, folder, batch=batch, seq=min(seq, seq_cap),
                                                   dtype=dtype, **common)  # fmt: skip
                     _progress(key, results[key])
@@ -474,7 +529,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     peaks = {dtype: max(flops, at_end[dtype]) for dtype, flops in peaks.items()}
     report["matmul_peak_flops"] = peaks
     for key, group in results.items():
-        _add_mfu(group, peaks["bf16" if key.startswith("train bf16") else "fp32"])
+        _add_mfu(group, peaks.get("bf16" if key.startswith("train bf16") else "fp32"))
+        if key.startswith("decode") and report.get("read_bytes_per_s"):
+            _add_bandwidth_limit(group, int(key.split()[-1]), report["read_bytes_per_s"])
     if "tokenizer" in tasks:
         try:
             from bench_tokenizer import benchmark_tokenizer
@@ -500,6 +557,24 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _add_bandwidth_limit(group: dict[str, dict[str, Any]], batch: int, read_bytes_per_s: float) -> None:
+    """Tokens/s if a decoding step took only the time to read the weights once: batch x GB/s / weight bytes."""
+    for r in group.values():
+        if "tokens_per_s" in r:
+            r["bandwidth_limit_tokens_per_s"] = batch * read_bytes_per_s / (r["weights_mib"] * 2**20)
+
+
 def _add_mfu(group: dict[str, dict[str, Any]], peak: float | None) -> None:
     for r in group.values():
         if peak and "model_flops_per_s" in r:
@@ -514,14 +589,14 @@ def _progress(key: str, group: dict[str, dict[str, Any]]) -> None:
 def _check_targets(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets, for every measured shape they apply to (e.g. train fp32 at each batch shape)."""
     checks = []
-    for prefix, other, minimum in TARGETS:
+    for prefix, mine, other, minimum in TARGETS:
         for key, group in results.items():
             if not (key == prefix or key.startswith(prefix + " ")):
                 continue
-            ours, theirs = group.get("gpt_scratch", {}), group.get(other, {})
+            ours, theirs = group.get(mine, {}), group.get(other, {})
             if "tokens_per_s" in ours and "tokens_per_s" in theirs:
                 ratio = ours["tokens_per_s"] / theirs["tokens_per_s"]
-                checks.append({"case": key, "versus": other, "ratio": ratio, "target": minimum,
+                checks.append({"case": key, "ours": mine, "versus": other, "ratio": ratio, "target": minimum,
                                "met": ratio >= minimum})  # fmt: skip
     return checks
 
@@ -529,13 +604,18 @@ def _check_targets(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def format_report(report: dict[str, Any]) -> str:
     """The report as plain-text tables: tokens/s (median, min-max), ratio gpt_scratch / other, MFU, peak memory."""
     m = report["machine"]
-    lines = [f"{m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), "
+    lines = [f"{m.get('cpu_model', m['processor'])} (torch CPU capability {m.get('cpu_capability')}, bf16 "
+             f"{m.get('bf16')}), {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), "
              f"transformers {m['transformers']}, llms-from-scratch {m['llms_from_scratch']}, device {m['device']}"]  # fmt: skip
     if report.get("matmul_peak_flops"):
         lines.append("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s"
                                                  for k, v in report["matmul_peak_flops"].items()))  # fmt: skip
+    if report.get("read_bytes_per_s"):
+        lines.append(f"memory read: {report['read_bytes_per_s'] / 1e9:.1f} GB/s; decode limit = batch x read GB/s "
+                     "/ weight bytes (each step reads every weight once)")  # fmt: skip
     lines += report.get("notes", [])
-    header = f"{'case':<18}{'implementation':<22}{'tokens/s':>11}{'min-max':>19}{'ours/it':>9}{'MFU':>7}{'peak MiB':>10}"
+    header = (f"{'case':<18}{'implementation':<22}{'tokens/s':>11}{'min-max':>19}{'ours/it':>9}{'MFU':>7}"
+              f"{'peak MiB':>10}{'weights MiB':>12}{'limit tok/s':>12}")  # fmt: skip
     lines += ["", header, "-" * len(header)]
     for key, group in report["results"].items():
         for impl, r in group.items():
@@ -548,7 +628,12 @@ def format_report(report: dict[str, Any]) -> str:
             spread = f"{r['tokens_per_s_min']:.1f}-{r['tokens_per_s_max']:.1f}"
             lines.append(
                 f"{key:<18}{impl:<22}{r['tokens_per_s']:>11.1f}{spread:>19}{ratio_text:>9}{mfu_text:>7}"
-                f"{r['peak_memory_mib']:>10.0f}"
+                f"{r['peak_memory_mib']:>10.0f}{r['weights_mib']:>12.0f}"
+                + (
+                    f"{r['bandwidth_limit_tokens_per_s']:>12.1f}"
+                    if "bandwidth_limit_tokens_per_s" in r
+                    else ""
+                )
             )
     tokenizer = report.get("tokenizer")
     if tokenizer:
@@ -562,13 +647,13 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("targets"):
         lines.append("")
         for t in report["targets"]:
-            lines.append(f"target {t['case']} vs {t['versus']}: {t['ratio']:.2f}x "
+            lines.append(f"target {t['case']}: {t['ours']} vs {t['versus']}: {t['ratio']:.2f}x "
                          f"(>= {t['target']}x: {'met' if t['met'] else 'NOT met'})")  # fmt: skip
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``gpt-scratch benchmark``."""
+    """The flags of ``python benchmarks/benchmark.py``."""
     parser.add_argument(
         "--preset", default="gpt2-small", help="model size (random weights), default gpt2-small"
     )
@@ -594,6 +679,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--book-simple-all-batches", action="store_true", help="also time it at batch > 1")
     parser.add_argument("--prefill-tokens", type=int, default=1024)
     parser.add_argument("--tokenizer-repeats", type=int, default=5)
+    parser.add_argument("--peak-seconds", type=float, default=1.0,
+                        help="time for each matmul peak (per dtype that runs, at the start and at the end)")  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
 
 

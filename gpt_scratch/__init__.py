@@ -19,6 +19,7 @@ from .modeling_gpt_scratch import (
     GPTScratchModel,
     GPTScratchPreTrainedModel,
 )
+from .quantization import quantize
 from .tokenization_gpt_scratch import (
     GPT2VocabularyNotFoundError,
     GPTScratchTokenizer,
@@ -50,4 +51,5 @@ __all__ = [
     "GPTScratchForSequenceClassification",
     "GPTScratchTokenizer",
     "GPT2VocabularyNotFoundError",
+    "quantize",
 ]

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gpt_scratch.generation.book import generate_text_simple, text_to_token_ids, token_ids_to_text
+from gpt_scratch.hardware import warn_if_slow_bf16
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.plotting import plot_losses, plot_values
 
@@ -337,6 +338,8 @@ def prepare(
         project_dir=str(output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    if config.mixed_precision == "bf16":
+        warn_if_slow_bf16("mixed_precision='bf16' (--mixed-precision bf16)", accelerator.device)
     set_seed(config.seed)  # before the loaders are prepared: the seedable sampler takes its seed from here
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -24,13 +24,19 @@ if SHARED is not None:
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+SLOW_TEST_TIMEOUT_S = 1800  # full-size models; the default tests get pyproject's --timeout=120
+
+
 def pytest_collection_modifyitems(config, items):
-    """Without ../shared, the tests that need it (module marker `needs_shared`, or the `shared` fixture) skip."""
-    if SHARED is not None:
-        return
+    """Slow tests get a longer timeout than the default suite's, unless they set their own. Without ../shared,
+    the tests that need it (module marker `needs_shared`, or the `shared` fixture) skip with the reason."""
     skip = pytest.mark.skip(reason=SHARED_MISSING)
     for item in items:
-        if item.get_closest_marker("needs_shared") or "shared" in getattr(item, "fixturenames", ()):
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
+        if SHARED is None and (
+            item.get_closest_marker("needs_shared") or "shared" in getattr(item, "fixturenames", ())
+        ):
             item.add_marker(skip)
 
 
@@ -118,3 +124,14 @@ def hf_gpt2_tokenizer(gpt2_files):
     from transformers import GPT2Tokenizer
 
     return GPT2Tokenizer.from_pretrained(gpt2_files)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate fixes the mixed precision once per process: a test that asks for another one starts from a
+    fresh state (and leaves one), as a new process would."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)

@@ -6,6 +6,8 @@ import json
 import pytest
 import torch
 
+from gpt_scratch import hardware
+
 import benchmark
 
 
@@ -27,15 +29,21 @@ def test_tiny_run_reports_every_task_and_writes_json(tmp_path, capsys):
     book = benchmark.book_available()
     expected_decode = [i for i in benchmark.DECODE_IMPLS if book or not i.startswith("book")]
     assert list(results["decode batch 1"]) == expected_decode
+    slow_bf16 = hardware.slow_bf16_reason()
     for group in results.values():
         for impl, r in group.items():
+            if impl == "gpt_scratch_bf16" and slow_bf16:  # an AVX2-only CPU: skipped with the measured reason
+                assert r == {"skipped": slow_bf16}
+                continue
             assert (
                 r["tokens_per_s"] > 0 and r["tokens_per_s_min"] <= r["tokens_per_s"] <= r["tokens_per_s_max"]
             )
             assert r["peak_memory_mib"] >= r["weights_mib"] > 0, impl
             assert 0 < r["mfu"] < 5  # against the measured fp32 matmul peak
     # Same weights, same greedy decoding: every implementation starts with the same tokens.
-    firsts = {impl: r["first_tokens"][:2] for impl, r in results["decode batch 1"].items()}
+    # (int8 and bf16 round the weights: their greedy tokens may differ, tests/test_hardware_quantization.py checks them)
+    fp32 = {impl: r for impl, r in results["decode batch 1"].items() if not impl.endswith(("_int8", "_bf16"))}
+    firsts = {impl: r["first_tokens"][:2] for impl, r in fp32.items()}
     assert len({tuple(tokens) for tokens in firsts.values()}) == 1, firsts
     ratio = report["ratios"]["decode batch 1"]["hf_gpt2_generate"]
     assert ratio == pytest.approx(

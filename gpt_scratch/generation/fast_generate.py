@@ -117,7 +117,7 @@ def generate_fast(
             f"generate_fast: {prompt_length} prompt + {max_new_tokens} new tokens exceed the model's "
             f"context_length of {config.context_length}"
         )
-    weight = model.out_head.weight
+    weight = model.model.tok_emb.weight  # not out_head's: a quantized head holds packed weights
     cache = StaticKVCache(
         config.n_layers, batch_size, config.n_heads, total, config.head_dim, weight.dtype, weight.device
     )

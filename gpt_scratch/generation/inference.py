@@ -16,17 +16,25 @@ import torch
 
 
 def load_model(
-    source: str | os.PathLike, *, from_gpt2: bool = False, drop_rate: float | None = None
+    source: str | os.PathLike,
+    *,
+    from_gpt2: bool = False,
+    drop_rate: float | None = None,
+    quantize: str | None = None,
 ) -> tuple[Any, Any]:
     """A causal LM (eval mode) and its tokenizer: a folder written by `save_pretrained`, or with `from_gpt2` a
     Hugging Face GPT-2 checkpoint (folder or Hub id, e.g. `openai-community/gpt2-medium`) with GPT-2's tokenizer.
 
     `drop_rate` overrides the model's dropout. A folder without tokenizer files gets GPT-2's tokenizer.
+    `quantize` ("int8" or "bf16", see `gpt_scratch.quantize`) shrinks the weights for decoding.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import gpt_scratch  # noqa: F401  (registers gpt_scratch with the Auto classes, AutoTokenizer included)
+    from gpt_scratch.hardware import warn_if_slow_bf16
     from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
+    from gpt_scratch.quantization import layout_for_decoding
+    from gpt_scratch.quantization import quantize as quantize_model
     from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
     overrides = {} if drop_rate is None else {"drop_rate": drop_rate}
@@ -42,6 +50,12 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False, **overrides)
     has_tokenizer = any((folder / name).is_file() for name in ("tokenizer_config.json", "vocab.json"))
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False) if has_tokenizer else None
+    if quantize:
+        model = quantize_model(model, quantize)
+    elif model.dtype == torch.bfloat16:
+        warn_if_slow_bf16(f"{folder}: bf16 weights", model.device)
+    elif model.dtype == torch.float32:
+        layout_for_decoding(model)  # fp32 weights laid out (in, out) for single-row reads
     return model.eval(), tokenizer or GPTScratchTokenizer()
 
 
@@ -86,10 +100,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--top-p", type=float, default=None, help="sample from the smallest set with this mass"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
+    add_quantize_argument(parser)
+
+
+def add_quantize_argument(parser: argparse.ArgumentParser) -> None:
+    """``--quantize int8|bf16``, shared by ``gpt-scratch generate`` and ``gpt-scratch chat``."""
+    from gpt_scratch.quantization import QUANTIZE_CHOICES
+
+    parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None,
+                        help="int8: dynamic int8 weights (CPU); bf16: bf16 weights (CPUs with native bf16)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load_model(args.folder)
+    model, tokenizer = load_model(args.folder, quantize=args.quantize)
     print(
         generate_text(
             model,

@@ -415,13 +415,20 @@ def _describe_judge(judge: Any) -> dict[str, Any]:
 # Chat: one instruction from the command line
 
 
-def chat(folder: str | os.PathLike, instruction: str, input: str = "", max_new_tokens: int = 256) -> str:
-    """The answer of the model saved in `folder` to one instruction (with optional input), greedy.
+def chat(
+    folder: str | os.PathLike,
+    instruction: str,
+    input: str = "",
+    max_new_tokens: int = 256,
+    quantize: str | None = None,
+) -> str:
+    """The answer of the model saved in `folder` to one instruction (with optional input), greedy;
+    `quantize` ("int8", "bf16") as in `gpt_scratch.generation.inference.load_model`.
 
     The prompt is the folder's chat template (the book's Alpaca prompt ending in `### Response:`), as
     `pipeline("text-generation")` builds it from the messages: the instruction as system, the input as user.
     """
-    model, tokenizer = load_model(folder)
+    model, tokenizer = load_model(folder, quantize=quantize)
     tokenizer.chat_template = (
         tokenizer.chat_template or ALPACA_CHAT_TEMPLATE
     )  # folders saved before templates
@@ -474,8 +481,11 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instruction", required=True, help="what to do")
     parser.add_argument("--input", default="", help="the instruction's input, if any")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="longest answer (default: 256)")
+    from gpt_scratch.generation.inference import add_quantize_argument
+
+    add_quantize_argument(parser)
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    print(chat(args.folder, args.instruction, args.input, args.max_new_tokens))
+    print(chat(args.folder, args.instruction, args.input, args.max_new_tokens, args.quantize))
     return 0
