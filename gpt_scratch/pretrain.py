@@ -15,6 +15,7 @@ From Python, `pretrain(...)` does the same and returns the loop's `TrainResult`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -24,6 +25,7 @@ from accelerate.utils import set_seed
 
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
 from gpt_scratch.data.corpora import CORPORA, sha256_file
+from gpt_scratch.data.prepared import PreparedCorpus, is_prepared_folder, max_steps_for_tokens
 from gpt_scratch.data.pretraining import Source, build_pretraining_datasets, expand_files
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
@@ -57,8 +59,15 @@ def pretrain(
     max_new_tokens: int = 50,
     text_column: str = "text",
     cache_dir: str | os.PathLike | None = None,
+    sampling: str | None = None,
+    max_tokens: int | None = None,
 ) -> TrainResult:
-    """Pretrain a fresh model on `corpus` (a corpus name, file(s), folder, glob or a datasets.Dataset).
+    """Pretrain a fresh model on `corpus` (a corpus name, file(s), folder, glob, a datasets.Dataset, or a folder
+    made by `prepare_corpus`, whose shards are memory-mapped).
+
+    `sampling`: "sequential" (the book's stride windows, shuffled each epoch) or "random" (nanoGPT's random
+    windows; the default for a prepared folder, which alone offers it). `max_tokens` caps the run (and the
+    learning-rate schedule) at the optimizer steps that feed that many tokens over all processes.
 
     The model is `model_config` if given, else `preset`'s (default GPT_CONFIG_124M) with the book's context of
     256 tokens; `context_length` overrides either. `preset` is recorded in the summary.
@@ -71,16 +80,49 @@ def pretrain(
         model_config = GPTScratchConfig.from_preset(preset, context_length=BOOK_CONTEXT_LENGTH)
     if context_length is not None:
         model_config.context_length = context_length
-    with process_state().main_process_first():  # the main process tokenizes (and fills any cache) first
-        splits = build_pretraining_datasets(
-            corpus,
-            tokenizer,
-            max_length=model_config.context_length,
-            stride=stride,
-            train_ratio=train_ratio,
-            text_column=text_column,
-            cache_dir=cache_dir,
+    if max_tokens is not None:
+        tokens_per_step = (
+            training.batch_size
+            * process_state().num_processes
+            * training.gradient_accumulation_steps
+            * model_config.context_length
         )
+        steps = max_steps_for_tokens(max_tokens, tokens_per_step)
+        training = dataclasses.replace(training, max_steps=min(steps, training.max_steps or steps))
+    if isinstance(corpus, (str, os.PathLike)) and is_prepared_folder(corpus):
+        prepared = PreparedCorpus(corpus, tokenizer)
+        if prepared.meta["tokenizer"]["vocab_size"] > model_config.vocab_size:
+            raise ValueError(
+                f"{corpus} holds ids of a {prepared.meta['tokenizer']['vocab_size']}-token vocabulary; the model's "
+                f"vocab_size is {model_config.vocab_size}"
+            )
+        sampling = sampling or "random"
+        splits = {
+            "train": prepared.windows(
+                "train", model_config.context_length, sampling, stride, seed=training.seed
+            )
+        }
+        validation = prepared.windows("validation", model_config.context_length)
+        if len(validation):
+            splits["validation"] = validation
+        described = prepared.meta["sources"]
+    else:
+        if sampling not in (None, "sequential"):
+            raise ValueError(
+                f"sampling={sampling!r} needs a prepared folder (`gpt-scratch prepare`); a raw corpus is "
+                "windowed sequentially"
+            )
+        with process_state().main_process_first():  # the main process tokenizes (and fills any cache) first
+            splits = build_pretraining_datasets(
+                corpus,
+                tokenizer,
+                max_length=model_config.context_length,
+                stride=stride,
+                train_ratio=train_ratio,
+                text_column=text_column,
+                cache_dir=cache_dir,
+            )
+        described = describe_corpus(corpus)
     set_seed(training.seed)  # the book's torch.manual_seed(123) before the model is made
     model = GPTScratchForCausalLM(model_config)
     return train(
@@ -91,12 +133,13 @@ def pretrain(
         CausalLMTask(start_context=start_context, max_new_tokens=max_new_tokens),
         tokenizer,
         base_model=None,
-        datasets=describe_corpus(corpus),
+        datasets=described,
         extra_hyperparameters={
             "preset": preset,
             "context_length": model_config.context_length,
             "stride": stride or model_config.context_length,
             "train_ratio": train_ratio,
+            "sampling": sampling or "sequential",
             "train_windows": len(splits["train"]),
             "val_windows": len(splits["validation"]) if "validation" in splits else 0,
         },
@@ -129,7 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "corpus",
         nargs="*",
         default=["the-verdict"],
-        help="corpus name (the-verdict), text file(s), folder of *.txt or glob (default: the-verdict)",
+        help="corpus name (the-verdict), text file(s), folder of *.txt, glob, or a folder made by "
+        "`gpt-scratch prepare` (default: the-verdict)",
     )
     model = parser.add_argument_group("model")
     source = model.add_mutually_exclusive_group()
@@ -150,6 +194,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--stride", type=int, default=None, help="window stride (default: the context length)")
     data.add_argument("--train-ratio", type=float, default=0.9, help="train share of the text (default: 0.9)")
     data.add_argument("--cache-dir", default=None, help="where to cache the tokenized corpus")
+    data.add_argument(
+        "--sampling",
+        choices=["random", "sequential"],
+        default=None,
+        help="windows: random offsets (nanoGPT; default for a prepared folder) or the book's stride windows",
+    )
+    data.add_argument(
+        "--max-tokens", type=int, default=None, help="stop after this many training tokens (all processes)"
+    )
     sample = parser.add_argument_group("sample")
     sample.add_argument(
         "--start-context",
@@ -188,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
         start_context=args.start_context,
         max_new_tokens=args.max_new_tokens,
         cache_dir=args.cache_dir,
+        sampling=args.sampling,
+        max_tokens=args.max_tokens,
     )
     if process_state().is_main_process:
         m = result.summary["metrics"]
