@@ -141,7 +141,9 @@ def book_split_point(lengths: np.ndarray, train_ratio: float, separator_length: 
     total = int(starts[-1]) - separator_length
     split_idx = int(train_ratio * total)
     k = int(np.searchsorted(starts, split_idx, side="right")) - 1  # the document (or its separator) cut
-    if k >= len(lengths) or split_idx - starts[k] >= lengths[k]:  # at the very end, or in the separator after k
+    if (
+        k >= len(lengths) or split_idx - starts[k] >= lengths[k]
+    ):  # at the very end, or in the separator after k
         return k + 1, 0
     return k, int(split_idx - starts[k])
 
