@@ -321,6 +321,17 @@ def _dataset_segments(dataset: Any, column: str, plan: SplitPlan, split: str) ->
             first = False
 
 
+def _stream_segments(stream: Any, column: str, plan: SplitPlan, split: str) -> Iterator[tuple[str, bool]]:
+    first = True
+    for index, row in enumerate(stream):
+        text = row[column]
+        if not text or not text.strip("\x00 \t\n\r\x0b\x0c"):
+            continue
+        if split in plan.ranges(index, len(text)):
+            yield text, not first
+            first = False
+
+
 def _tokenize_unit(unit: list[tuple[str, bool]]) -> np.ndarray:
     encode, eos, dtype = _WORKER["encode"], _WORKER["eos"], _WORKER["dtype"]
     ids: list[int] = []
@@ -391,6 +402,7 @@ def prepare_corpus(
     data_files: Sequence[str] | None = None,
     dataset_split: str = "train",
     text_column: str = "text",
+    streaming: bool = False,
     train_ratio: float | None = None,
     val_ratio: float | None = None,
     seed: int = 2357,
@@ -406,6 +418,8 @@ def prepare_corpus(
     Validation: `train_ratio` (the book's character split; the default, 0.9, when neither is given) or
     `val_ratio` (random whole documents, seeded). Running it again with the same arguments continues an
     interrupted prepare, and returns at once when the folder is complete; other arguments are refused.
+    `streaming=True` reads the dataset with `load_dataset(..., streaming=True)` (nothing downloaded ahead; needs
+    `val_ratio`; continuing an interrupted prepare reads the stream again up to where it stopped).
     """
     from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
@@ -413,6 +427,12 @@ def prepare_corpus(
         raise ValueError(f"errors must be 'strict', 'replace' or 'skip', got {errors!r}")
     if bool(sources) == bool(dataset):
         raise ValueError("give either files (sources) or a dataset, not both and not neither")
+    if streaming and val_ratio is None:
+        if train_ratio is not None:
+            raise ValueError(
+                "the book's character split needs the length of the whole text: with streaming, use val_ratio"
+            )
+        val_ratio = 0.0005  # nanoGPT's OpenWebText split
     if train_ratio is None and val_ratio is None:
         train_ratio = 0.9
     for name, value in (("train_ratio", train_ratio), ("val_ratio", val_ratio)):
@@ -430,8 +450,14 @@ def prepare_corpus(
         described = [
             {"name": d.name, "file": str(d.path), "sha256": d.sha256, "bytes": d.size} for d in files
         ]
-        total_bytes = {s: None for s in SPLITS}
         segments = lambda split: _file_segments(files, plan, split, errors)  # noqa: E731
+    elif streaming:
+        stream = load_source_dataset(dataset, dataset_config, data_files, dataset_split, streaming=True)
+        plan = SplitPlan(None, None, val_ratio, seed)
+        described = [
+            _describe_dataset(dataset, dataset_config, dataset_split, text_column, data_files, None, None)
+        ]
+        segments = lambda split: _stream_segments(stream, text_column, plan, split)  # noqa: E731
     else:
         data = load_source_dataset(dataset, dataset_config, data_files, dataset_split)
         if text_column not in data.column_names:
@@ -446,19 +472,11 @@ def prepare_corpus(
             column = data.with_format("arrow")[text_column]
             lengths = pc.fill_null(pc.utf8_length(column), 0).to_numpy(zero_copy_only=False)
         plan = SplitPlan(lengths, train_ratio, val_ratio, seed, identity["eos_token"])
-        files_used = _expand_data_files(data_files) or []
         described = [
-            {
-                "dataset": dataset,
-                "config": dataset_config,
-                "split": dataset_split,
-                "column": text_column,
-                "rows": len(data),
-                "fingerprint": data._fingerprint,
-                "data_files": [{"file": f, "sha256": _sha256(f)} for f in files_used],
-            }
+            _describe_dataset(
+                dataset, dataset_config, dataset_split, text_column, data_files, len(data), data._fingerprint
+            )
         ]
-        total_bytes = {s: None for s in SPLITS}
         segments = lambda split: _dataset_segments(data, text_column, plan, split)  # noqa: E731
 
     settings = {
@@ -481,10 +499,23 @@ def prepare_corpus(
     for split in SPLITS:
         if meta["splits"][split]["complete"]:
             continue
-        _prepare_split(output, meta, split, segments(split), num_proc, progress_bar, total_bytes[split])
+        _prepare_split(output, meta, split, segments(split), num_proc, progress_bar)
     meta["complete"] = True
     _write_json_atomic(output / META_FILE, meta)
     return meta
+
+
+def _describe_dataset(dataset, config, split, column, data_files, rows, fingerprint) -> dict[str, Any]:
+    files = _expand_data_files(data_files) or []
+    return {
+        "dataset": dataset,
+        "config": config,
+        "split": split,
+        "column": column,
+        "rows": rows,
+        "fingerprint": fingerprint,
+        "data_files": [{"file": f, "sha256": _sha256(f)} for f in files],
+    }
 
 
 def _sha256(path: str) -> str:
@@ -549,7 +580,6 @@ def _prepare_split(
     segments: Iterator[tuple[str, bool]],
     num_proc: int,
     progress_bar: bool,
-    total_bytes: int | None,
 ) -> None:
     record = meta["splits"][split]
     shard_tokens = meta["shard_tokens"]
@@ -563,7 +593,6 @@ def _prepare_split(
         desc=f"Tokenizing {split}",
         unit="B",
         unit_scale=True,
-        total=total_bytes,
         disable=not progress_bar,
         dynamic_ncols=True,
     )
@@ -793,6 +822,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data-files", nargs="+", default=None, help="files or globs for a local builder")
     data.add_argument("--dataset-split", default="train", help="the dataset's split to read (default: train)")
     data.add_argument("--text-column", default="text", help="the column holding the text (default: text)")
+    data.add_argument(
+        "--streaming", action="store_true", help="stream the dataset instead of downloading it first"
+    )
     split = parser.add_mutually_exclusive_group()
     split.add_argument(
         "--train-ratio", type=float, default=None, help="the book's character split (default: 0.9)"
@@ -831,6 +863,7 @@ def run(args: argparse.Namespace) -> int:
             data_files=args.data_files,
             dataset_split=args.dataset_split,
             text_column=args.text_column,
+            streaming=args.streaming,
             train_ratio=args.train_ratio,
             val_ratio=args.val_ratio,
             seed=args.seed,
