@@ -5,8 +5,9 @@
 For each size it generates English-like text (The Verdict's paragraphs, shuffled, with words swapped from its
 vocabulary; files of 10 MB), then runs each step in a fresh process and reads that process's peak RSS:
 
-- `prepare` (1 process, and `--num-proc 2`): peak RSS, wall time (after the imports: scan + tokenize + write),
-  MB/s per process, disk bytes per token;
+- `prepare` (1 process, and `--num-proc 2`): peak RSS, wall time (after the imports: scan + tokenize + write)
+  and MB/s per process from it, MB/s per process of the tokenizing phase alone (meta.json's seconds: read,
+  tokenize, write), disk bytes per token;
 - `pretrain` of a tiny model (2 layers, 32 dims, context 256) for 3 steps with random windows: peak RSS;
 - raw tiktoken on one thread over the same files (read whole, `encode`): MB/s, the reference for throughput.
 
@@ -144,6 +145,9 @@ def main() -> None:
                 "workers_rss_mb": round(r["children_rss_mb"], 1),
                 "wall_s": round(r["wall_s"], 2),
                 "mb_per_s_per_process": round(size / 1e6 / r["wall_s"] / num_proc, 2),
+                "tokenizing_mb_per_s_per_process": round(
+                    size / 1e6 / sum(meta["splits"][s]["seconds"] for s in meta["splits"]) / num_proc, 2
+                ),
                 "tokens": tokens,
                 "disk_bytes_per_token": round(
                     (folder_bytes(out, "*.bin") + (out / "meta.json").stat().st_size) / tokens, 4

@@ -52,6 +52,10 @@ def shard_ids(folder: Path, split: str) -> np.ndarray:
     return np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, dtype=np.int64)
 
 
+def shards(meta: dict) -> dict:
+    return {split: meta["splits"][split]["shards"] for split in meta["splits"]}
+
+
 def joined_ids(gpt2, texts: list[str]) -> list[int]:
     ids: list[int] = []
     for i, text in enumerate(texts):
@@ -128,7 +132,7 @@ def test_parallel_tokenization_writes_the_same_shards(tmp_path, tokenizer, small
     two = prepare_corpus(
         ["the-verdict"], tmp_path / "two", tokenizer, num_proc=2, progress_bar=False, **small_pieces
     )
-    assert one["splits"] == two["splits"]
+    assert shards(one) == shards(two)
     for shard in one["splits"]["train"]["shards"]:
         assert (tmp_path / "one" / shard["file"]).read_bytes() == (
             tmp_path / "two" / shard["file"]
@@ -214,7 +218,7 @@ def test_an_interrupted_prepare_continues_to_the_same_shards(tmp_path, tokenizer
     (out / ".train-000002.bin.tmp").write_bytes(b"\x01\x02")  # debris of a SIGKILL while writing
     monkeypatch.setattr(prepared, "_append", append)
     resumed = prepare_corpus(["the-verdict"], out, tokenizer, progress_bar=False, **small_pieces)
-    assert resumed["splits"] == reference["splits"] and resumed["complete"]
+    assert shards(resumed) == shards(reference) and resumed["complete"]
     for split in ("train", "validation"):
         assert shard_ids(out, split).tolist() == shard_ids(tmp_path / "ref", split).tolist()
     assert not list(out.glob(".*tmp"))

@@ -93,6 +93,12 @@ class Encoder:
             return self.encoding.encode(text, allowed_special={END_OF_TEXT}, disallowed_special=())
         return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
+    def to_numpy(self, text: str) -> np.ndarray:
+        """The same ids as an array (tiktoken >= 0.8 writes them straight into one: no Python list)."""
+        if self.encoding is not None and hasattr(self.encoding, "encode_to_numpy"):
+            return self.encoding.encode_to_numpy(text, allowed_special={END_OF_TEXT}, disallowed_special=())
+        return np.asarray(self(text), dtype=np.int64)
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Sources: files (scanned first: sha256, characters, bad UTF-8, empty) or a `datasets` dataset
@@ -334,12 +340,12 @@ def _stream_segments(stream: Any, column: str, plan: SplitPlan, split: str) -> I
 
 def _tokenize_unit(unit: list[tuple[str, bool]]) -> np.ndarray:
     encode, eos, dtype = _WORKER["encode"], _WORKER["eos"], _WORKER["dtype"]
-    ids: list[int] = []
+    parts: list[np.ndarray] = []
     for text, separator_before in unit:
         if separator_before:
-            ids.append(eos)
-        ids.extend(encode(text))
-    return np.asarray(ids, dtype=dtype)
+            parts.append(np.array([eos], dtype=dtype))
+        parts.append(encode.to_numpy(text).astype(dtype, copy=False))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
 _WORKER: dict[str, Any] = {}
@@ -508,6 +514,7 @@ def prepare_corpus(
 def _describe_dataset(dataset, config, split, column, data_files, rows, fingerprint) -> dict[str, Any]:
     files = _expand_data_files(data_files) or []
     return {
+        "name": dataset if config is None else f"{dataset} ({config})",
         "dataset": dataset,
         "config": config,
         "split": split,
@@ -641,9 +648,10 @@ def _prepare_split(
         raise
     finally:
         progress.close()
-    record["complete"] = True
-    _write_json_atomic(output / META_FILE, meta)
     seconds = time.time() - start
+    record["complete"] = True
+    record["seconds"] = round(record.get("seconds", 0.0) + seconds, 3)  # reading, tokenizing, writing
+    _write_json_atomic(output / META_FILE, meta)
     logger.info(
         "%s: %s tokens in %d shards (%.1f s)", split, f"{record['tokens']:,}", len(record["shards"]), seconds
     )
