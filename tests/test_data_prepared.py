@@ -319,3 +319,61 @@ def test_token_dtype_by_vocabulary_size():
 def test_the_generic_tokenizer_path_gives_tiktokens_ids(tmp_path, hf_gpt2_tokenizer, gpt2):
     prepare_corpus(["the-verdict"], tmp_path / "p", hf_gpt2_tokenizer, train_ratio=1.0, progress_bar=False)
     assert shard_ids(tmp_path / "p", "train").tolist() == encode(gpt2, load_text("the-verdict"))
+
+
+def test_dataloader_workers_read_the_same_windows(tmp_path, tokenizer):
+    """The memory maps are not pickled into the workers: each opens its own."""
+    import torch
+
+    prepare_corpus(["the-verdict"], tmp_path / "p", tokenizer, progress_bar=False)
+    windows = PreparedCorpus(tmp_path / "p", tokenizer).windows("train", 32, "random", seed=3)
+    windows[0]  # the main process has opened its maps
+    batches = [
+        [b["input_ids"] for b in torch.utils.data.DataLoader(windows, batch_size=16, num_workers=workers)]
+        for workers in (0, 2)
+    ]
+    assert all(torch.equal(a, b) for a, b in zip(*batches, strict=True)) and len(batches[0]) == 9
+
+
+@pytest.mark.slow  # a real SIGKILL of a prepare in a subprocess
+def test_sigkill_during_prepare_then_the_same_command_finishes_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import PROJECT_ROOT
+
+    text = load_text("the-verdict")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(40):
+        (corpus / f"{i:02d}.txt").write_text(f"File {i}.\n" + text * 10)  # 8 MB: 8 units of 1M characters
+    args = [str(corpus), "--shard-tokens", "200000", "--no-progress-bar", "--val-ratio", "0.1"]
+    command = [sys.executable, "-m", "gpt_scratch.cli", "prepare", *args]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    subprocess.run(
+        [*command, "--output-dir", str(tmp_path / "ref")], env=env, check=True, capture_output=True
+    )
+    slow = (
+        "import sys, time; from gpt_scratch.data import prepared; append = prepared._append; "
+        "prepared._append = lambda f, ids: (time.sleep(0.3), append(f, ids)); "
+        "from gpt_scratch.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", slow, "prepare", *args, "--output-dir", str(out)], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        meta = out / "meta.json"
+        if meta.is_file() and len(json.loads(meta.read_text())["splits"]["train"]["shards"]) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the prepare ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not json.loads((out / "meta.json").read_text())["complete"]
+    subprocess.run([*command, "--output-dir", str(out)], env=env, check=True, capture_output=True)
+    for split in ("train", "validation"):
+        assert shard_ids(out, split).tolist() == shard_ids(tmp_path / "ref", split).tolist()
+    assert not list(out.glob(".*"))
