@@ -10,6 +10,7 @@ import sys
 
 # verb: (module, function adding the verb's flags, function running it, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "prepare": ("gpt_scratch.data.prepared", "add_arguments", "run", "tokenize a corpus once into shards for pretrain"),
     "pretrain": ("gpt_scratch.workflows.pretrain", "add_arguments", "run", "pretrain a model on a text corpus (chapter 5)"),
     "generate": ("gpt_scratch.generation.inference", "add_arguments", "run", "generate text from a saved model"),
     "finetune-classifier": (

@@ -120,15 +120,8 @@ def split_documents(
     if not 0.0 < train_ratio <= 1.0:
         raise ValueError(f"train_ratio must be in (0, 1], got {train_ratio}")
     lengths = pc.utf8_length(_column(documents, text_column)).to_numpy(zero_copy_only=False)
-    # each document's start in the joined text
-    starts = np.concatenate([[0], np.cumsum(lengths + len(separator))])
-    total = int(starts[-1]) - len(separator)
-    split_idx = int(train_ratio * total)
-    k = int(np.searchsorted(starts, split_idx, side="right")) - 1  # the document (or its separator) cut
+    k, offset = book_split_point(lengths, train_ratio, len(separator))
     n = len(documents)
-    if k >= n or split_idx - starts[k] >= lengths[k]:  # at the very end, or inside the separator after k
-        return _rows(documents, 0, k + 1), _rows(documents, k + 1, n)
-    offset = int(split_idx - starts[k])
     if offset == 0:
         return _rows(documents, 0, k), _rows(documents, k, n)
     text = documents[k][text_column]
@@ -138,6 +131,21 @@ def split_documents(
     train = concatenate_datasets([_rows(documents, 0, k), head])
     validation = concatenate_datasets([tail, _rows(documents, k + 1, len(documents))])
     return train, validation
+
+
+def book_split_point(lengths: np.ndarray, train_ratio: float, separator_length: int) -> tuple[int, int]:
+    """Where the book's `split_idx = int(train_ratio * len(text))` falls in documents of `lengths` characters
+    joined by a separator of `separator_length`: (k, offset), train = documents [0, k) + the first `offset`
+    characters of document k. A cut inside a separator moves to the document boundary (offset 0)."""
+    starts = np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64) + separator_length)])
+    total = int(starts[-1]) - separator_length
+    split_idx = int(train_ratio * total)
+    k = int(np.searchsorted(starts, split_idx, side="right")) - 1  # the document (or its separator) cut
+    if (
+        k >= len(lengths) or split_idx - starts[k] >= lengths[k]
+    ):  # at the very end, or in the separator after k
+        return k + 1, 0
+    return k, int(split_idx - starts[k])
 
 
 def _rows(dataset: Dataset, start: int, stop: int) -> Dataset:

@@ -15,7 +15,9 @@ From Python, `pretrain(...)` does the same and returns the loop's `TrainResult`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from accelerate.utils import set_seed
 
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
 from gpt_scratch.data.describe import describe_data
+from gpt_scratch.data.prepared import PreparedCorpus, is_prepared_folder, max_steps_for_tokens
 from gpt_scratch.data.pretraining import Source, build_pretraining_datasets
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
@@ -56,6 +59,14 @@ class PretrainOptions:
     cache_dir: str | None = option(None, "where to cache the tokenized corpus")
     start_context: str | None = option(START_CONTEXT, "prompt of the sample after each epoch ('': no sample)")
     max_new_tokens: int = option(50, "tokens of that sample")
+    sampling: str | None = option(
+        None,
+        "windows: 'random' offsets (nanoGPT; the default for a prepared folder) or the book's 'sequential' stride windows",
+        choices=["random", "sequential"],
+    )
+    max_tokens: int | None = option(
+        None, "stop after this many training tokens (all processes); drives the schedule"
+    )
 
 
 def pretrain(
@@ -68,7 +79,12 @@ def pretrain(
     context_length: int | None = None,
     tokenizer: Any = None,
 ) -> TrainResult:
-    """Pretrain a fresh model on `corpus` (a corpus name, file(s), folder, glob or a datasets.Dataset).
+    """Pretrain a fresh model on `corpus` (a corpus name, file(s), folder, glob, a datasets.Dataset, or a folder
+    made by `prepare_corpus`, whose shards are memory-mapped).
+
+    `sampling`: "sequential" (the book's stride windows, shuffled each epoch) or "random" (nanoGPT's random
+    windows; the default for a prepared folder, which alone offers it). `max_tokens` caps the run (and the
+    learning-rate schedule) at the optimizer steps that feed that many tokens over all processes.
 
     The model is `model_config` if given, else `preset`'s (default GPT_CONFIG_124M) with the book's context of
     256 tokens; `context_length` overrides either. `preset` is recorded in the summary.
@@ -82,16 +98,50 @@ def pretrain(
         model_config = GPTScratchConfig.from_preset(preset, context_length=BOOK_CONTEXT_LENGTH)
     if context_length is not None:
         model_config.context_length = context_length
-    with process_state().main_process_first():  # the main process tokenizes (and fills any cache) first
-        splits = build_pretraining_datasets(
-            corpus,
-            tokenizer,
-            max_length=model_config.context_length,
-            stride=options.stride,
-            train_ratio=options.train_ratio,
-            text_column=options.text_column,
-            cache_dir=options.cache_dir,
+    if options.max_tokens is not None:
+        tokens_per_step = (
+            training.batch_size
+            * process_state().num_processes
+            * training.gradient_accumulation_steps
+            * model_config.context_length
         )
+        steps = max_steps_for_tokens(options.max_tokens, tokens_per_step)
+        training = dataclasses.replace(training, max_steps=min(steps, training.max_steps or steps))
+    sampling = options.sampling
+    if isinstance(corpus, (str, os.PathLike)) and is_prepared_folder(corpus):
+        prepared = PreparedCorpus(corpus, tokenizer)
+        if prepared.meta["tokenizer"]["vocab_size"] > model_config.vocab_size:
+            raise ValueError(
+                f"{corpus} holds ids of a {prepared.meta['tokenizer']['vocab_size']}-token vocabulary; the model's "
+                f"vocab_size is {model_config.vocab_size}"
+            )
+        sampling = sampling or "random"
+        splits = {
+            "train": prepared.windows(
+                "train", model_config.context_length, sampling, options.stride, seed=training.seed
+            )
+        }
+        validation = prepared.windows("validation", model_config.context_length)
+        if len(validation):
+            splits["validation"] = validation
+        described = prepared.meta["sources"]
+    else:
+        if sampling not in (None, "sequential"):
+            raise ValueError(
+                f"sampling={sampling!r} needs a prepared folder (`gpt-scratch prepare`); a raw corpus is "
+                "windowed sequentially"
+            )
+        with process_state().main_process_first():  # the main process tokenizes (and fills any cache) first
+            splits = build_pretraining_datasets(
+                corpus,
+                tokenizer,
+                max_length=model_config.context_length,
+                stride=options.stride,
+                train_ratio=options.train_ratio,
+                text_column=options.text_column,
+                cache_dir=options.cache_dir,
+            )
+        described = describe_data(corpus)
     set_seed(training.seed)  # the book's torch.manual_seed(123) before the model is made
     model = GPTScratchForCausalLM(model_config)
     return train(
@@ -102,12 +152,13 @@ def pretrain(
         CausalLMTask(start_context=options.start_context, max_new_tokens=options.max_new_tokens),
         tokenizer,
         base_model=None,
-        datasets=describe_data(corpus),
+        datasets=described,
         extra_hyperparameters={
             "preset": preset,
             "context_length": model_config.context_length,
             "stride": options.stride or model_config.context_length,
             "train_ratio": options.train_ratio,
+            "sampling": sampling or "sequential",
             "train_windows": len(splits["train"]),
             "val_windows": len(splits["validation"]) if "validation" in splits else 0,
         },
@@ -123,7 +174,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "corpus",
         nargs="*",
         default=["the-verdict"],
-        help="corpus name (the-verdict), text file(s), folder of *.txt or glob (default: the-verdict)",
+        help="corpus name (the-verdict), text file(s), folder of *.txt, glob, or a folder made by "
+        "`gpt-scratch prepare` (default: the-verdict)",
     )
     model = parser.add_argument_group("model")
     source = model.add_mutually_exclusive_group()
