@@ -468,7 +468,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ollama: /api/chat (default); openai: /v1/chat/completions",
     )
     answers.add_argument(
-        "--judge-timeout", type=float, default=120.0, help="seconds per judge request (default: 120)"
+        "--judge-timeout",
+        type=float,
+        default=120.0,
+        help="seconds for each judge answer in all, a deadline (default: 120)",
     )
     add_training_arguments(parser, dataclasses.replace(BOOK_TRAINING, output_dir=None))
 
