@@ -48,3 +48,13 @@ def test_missing_data_dir_is_named_and_offline_never_downloads(tmp_path, monkeyp
     with pytest.raises(corpora.CorpusNotAvailableError, match="offline: HF_HUB_OFFLINE is set"):
         corpora.resolve_corpus("the-verdict")
     assert calls == []
+
+
+def test_empty_prompt_is_a_clear_error(tmp_path):
+    from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
+    from gpt_scratch.inference import generate_text
+    from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+
+    config = GPTScratchConfig(context_length=16, emb_dim=16, n_heads=2, n_layers=1)
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        generate_text(GPTScratchForCausalLM(config).eval(), GPTScratchTokenizer(), "", max_new_tokens=2)
