@@ -7,6 +7,7 @@ Each module offers ``add_arguments``-style and ``run``-style functions named in 
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 # verb: (module, function adding the verb's flags, function running it, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -34,12 +35,42 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Errors in what the user gave (a file, a row, a flag): exit 2, as argparse does for a bad flag
+USAGE_ERRORS = (ValueError, KeyError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def run_verb(verb: str, run: Callable[[], int | None], debug: bool = False) -> int:
+    """Run a verb: `gpt-scratch VERB: error: MESSAGE` on stderr instead of a traceback (unless `debug`).
+
+    Exit status 2 for bad input (USAGE_ERRORS), 1 for any other failure, 130 when interrupted.
+    """
+    try:
+        return run() or 0
+    except KeyboardInterrupt:
+        print(f"gpt-scratch {verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"gpt-scratch {verb}: error: {message or type(error).__name__}", file=sys.stderr)
+        if not isinstance(error, USAGE_ERRORS):
+            print(
+                f"gpt-scratch {verb}: ({type(error).__name__}; --debug shows the traceback)", file=sys.stderr
+            )
+        return 2 if isinstance(error, USAGE_ERRORS) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv  # accepted anywhere on the line
+    argv = [a for a in argv if a != "--debug"]
     verb = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(verb if verb in COMMANDS else None).parse_args(argv)
+    parser = build_parser(verb if verb in COMMANDS else None)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    args = parser.parse_args(argv)
     module_name, _, run_fn, _ = COMMANDS[args.command]
-    return getattr(importlib.import_module(module_name), run_fn)(args) or 0
+    return run_verb(args.command, lambda: getattr(importlib.import_module(module_name), run_fn)(args), debug)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ def no_data_dir(monkeypatch, tmp_path):
     """No GPT_SCRATCH_DATA_DIR, and an empty cache in tmp_path: the state of a user's first run."""
     monkeypatch.delenv(corpora.DATA_DIR_ENV, raising=False)
     monkeypatch.setenv(corpora.CACHE_ENV, str(tmp_path / "cache"))
+    for name in corpora.OFFLINE_ENVS:  # downloads from the local test server only
+        monkeypatch.delenv(name, raising=False)
     return tmp_path
 
 
@@ -129,6 +131,7 @@ def test_wrong_file_in_data_dir_names_file_and_hashes(monkeypatch, tmp_path):
 
 
 def test_data_dir_without_the_file_falls_back_to_cache(monkeypatch, tmp_path, shared):
+    (tmp_path / "empty").mkdir()
     monkeypatch.setenv(corpora.DATA_DIR_ENV, str(tmp_path / "empty"))
     monkeypatch.setenv(corpora.CACHE_ENV, str(tmp_path / "cache"))
     cached = tmp_path / "cache" / "corpora" / "the-verdict.txt"

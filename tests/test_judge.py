@@ -135,6 +135,32 @@ def test_score_prompt_is_the_books():
         ("0", 0),
         ("87.6", 88),
         ("I'd say 101", None),
+        # The answers the book's chapter 7 prints from llama3 (prose, not "the integer number only")
+        (
+            "I'd rate the model response \"The car is as fast as a bullet.\" an 85 out of 100.\n\nHere's why:\n\n"
+            "* The response uses a simile correctly, comparing the speed of the car to something else (in this case, "
+            "a bullet).\n* The comparison is relevant and makes sense.\n\nOverall, I think the model did a great job!",
+            85,
+        ),
+        (
+            "I'd score this model response as 40 out of 100.\n\nHere's why:\n\n* The model correctly identifies that "
+            "thunderstorms are related to clouds.",
+            40,
+        ),
+        (
+            "I'd rate my own response as 95 out of 100. Here's why:\n\n* The response accurately answers the question "
+            "by naming the author of 'Pride and Prejudice' as Jane Austen.",
+            95,
+        ),
+        # The issue's case: the scale comes first ("0", "100"), the score last
+        ("On a scale from 0 to 100, where 100 is the best score, I would give this response 85.", 85),
+        ("Given the scale of 0-100, the response deserves 70", 70),
+        ("**Score: 90**\n\nThe answer misses 1 detail of 3.", 90),
+        ("Score of 55/100 (it misses 2 of the 3 facts)", 55),
+        ('{"score": 85, "explanation": "correct, but 2 details are missing"}', 85),
+        ('```json\n{"score": 60, "reason": "partly right"}\n```', 60),
+        ('Sure! {"rating": 30} because of 4 mistakes', 30),
+        ("The response is correct.\n\n100", 100),
         ("-5", None),
         ("no idea", None),
         ("", None),
@@ -241,7 +267,31 @@ def test_slow_judge_times_out():
 
     with serve(slow) as (url, _):
         result = generate_model_scores(ENTRIES[:1], JudgeClient(url, timeout=0.3))
-    assert result.scores == [None] and "cannot reach the judge" in result.reasons[0]
+    assert result.scores == [None] and "no complete answer within 0.3 s" in result.reasons[0]
+
+
+def test_judge_timeout_is_a_deadline_for_the_whole_answer():
+    """A judge that sends one byte every 2 s never trips a per-read timeout; the deadline cuts it off anyway."""
+
+    def trickle(handler, request):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        try:
+            for _ in range(1000):
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                time.sleep(2.0)
+        except OSError:  # the client hung up
+            pass
+
+    with serve(trickle) as (url, _):
+        start = time.monotonic()
+        result = generate_model_scores(ENTRIES[:1], JudgeClient(url, timeout=3.0))
+        elapsed = time.monotonic() - start
+    assert result.scores == [None] and "no complete answer within 3 s" in result.reasons[0]
+    assert elapsed < 6.0, f"cut off after {elapsed:.1f} s, not at the 3 s deadline"
 
 
 def test_callable_judge_and_bad_records():

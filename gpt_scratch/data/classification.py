@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,15 +102,24 @@ def _read_table(
     import pandas as pd  # a dependency of datasets; read_csv is how the book reads the spam set
 
     path = resolve_corpus(source)
-    if str(source) == "sms-spam":  # label<TAB>text, no header: the book's pd.read_csv call
-        frame = pd.read_csv(path, sep="\t", header=None, names=[label_column, text_column])
-    elif path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path)
-    elif path.suffix.lower() in (".tsv", ".tab"):
-        frame = pd.read_csv(path, sep="\t")
-    elif path.suffix.lower() in (".json", ".jsonl"):
+    try:
+        if str(source) == "sms-spam":  # label<TAB>text, no header: the book's pd.read_csv call
+            frame = pd.read_csv(path, sep="\t", header=None, names=[label_column, text_column])
+        elif path.suffix.lower() == ".csv":
+            frame = pd.read_csv(path)
+        elif path.suffix.lower() in (".tsv", ".tab"):
+            frame = pd.read_csv(path, sep="\t")
+        else:
+            frame = None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        # pandas: "Error tokenizing data. C error: Expected 2 fields in line 5, saw 3"
+        detail = str(e).strip().split("C error: ")[-1]
+        line = re.search(r"line (\d+)", detail)
+        where = f"line {line.group(1)}: " if line else ""
+        raise ValueError(f"{path}: {where}{detail}") from None
+    if frame is None and path.suffix.lower() in (".json", ".jsonl"):
         frame = pd.DataFrame(_read_json_records(path))
-    else:
+    elif frame is None:
         raise ValueError(f"{path}: unknown table format '{path.suffix}' (use .csv, .tsv, .json or .jsonl)")
     for column in (text_column, label_column):
         if column not in frame.columns:
@@ -196,6 +206,12 @@ def load_classification_rows(
         logger.warning("%s: dropped %d invalid rows, e.g. %s", name, len(problems), problems[0])
     if not texts:
         raise ValueError(f"{name}: no valid rows")
+    present = sorted({_label_key(v) for v in raw_labels if not _is_missing(v)} & set(label2id))
+    if len(label2id) < 2 or len(present) < 2:
+        raise ValueError(
+            f"{name}: a classifier needs at least two classes, the rows hold {present} "
+            f"(labels: {sorted(label2id)}); check the label column '{label_column}'"
+        )
     return ClassificationRows(texts, labels, label2id, name), len(problems)
 
 

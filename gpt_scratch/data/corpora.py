@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "GPT_SCRATCH_DATA_DIR"
 CACHE_ENV = "GPT_SCRATCH_CACHE"
+OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")  # set: never touch the network
 DOWNLOAD_TIMEOUT = 60.0  # seconds, per network operation
 
 
@@ -126,6 +127,10 @@ def resolve_corpus(
 
     data_dir = os.environ.get(DATA_DIR_ENV)
     if data_dir:
+        if not Path(data_dir).expanduser().is_dir():
+            raise CorpusNotAvailableError(
+                f"{DATA_DIR_ENV}={data_dir}: no such folder (looking for {corpus.filename})"
+            )
         path = Path(data_dir).expanduser() / corpus.filename
         if path.is_file():
             verify_checksum(path, corpus)
@@ -139,6 +144,9 @@ def resolve_corpus(
 
     if not download:
         raise CorpusNotAvailableError(_not_available_message(corpus, "downloads are disabled"))
+    offline = [v for v in OFFLINE_ENVS if os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE")]
+    if offline:
+        raise CorpusNotAvailableError(_not_available_message(corpus, f"offline: {offline[0]} is set"))
     return download_corpus(corpus, path.parent, timeout=timeout)
 
 

@@ -75,6 +75,8 @@ def generate_text(
     if seed is not None:
         torch.manual_seed(seed)
     inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
+    if inputs.input_ids.shape[1] == 0:
+        raise ValueError("the prompt is empty: give --prompt at least one token of text to continue")
     context_length = getattr(model.config, "context_length", None)
     if context_length is not None and inputs.input_ids.shape[1] + max_new_tokens > context_length:
         keep = max(1, context_length - max_new_tokens)  # crop the prompt from the left, as the book crops

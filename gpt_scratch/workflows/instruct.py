@@ -271,7 +271,7 @@ class InstructOptions:
     judge_api: str = option(
         "ollama", "ollama: /api/chat; openai: /v1/chat/completions", choices=["ollama", "openai"]
     )
-    judge_timeout: float = option(120.0, "seconds per judge request")
+    judge_timeout: float = option(120.0, "seconds for each judge answer in all, a deadline")
 
     def judge(self) -> JudgeClient | None:
         """The judge the options name, or None without a judge_url."""

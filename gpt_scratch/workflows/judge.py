@@ -18,8 +18,9 @@ import http.client
 import json
 import logging
 import re
-import urllib.error
-import urllib.request
+import socket
+import threading
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,7 @@ class JudgeClient:
     url: str = "http://localhost:11434"
     model: str = "llama3"
     api: str = "ollama"  # "ollama" (/api/chat, streamed JSON lines) or "openai" (/v1/chat/completions)
-    timeout: float = 120.0  # seconds per request
+    timeout: float = 120.0  # seconds for a whole answer: connecting, sending and reading it to the end
     seed: int = 123
     temperature: float = 0.0
     num_ctx: int = 2048  # Ollama's context size, as the book sets it
@@ -80,25 +81,59 @@ class JudgeClient:
         }
 
     def query_model(self, prompt: str) -> str:
-        """The judge's answer to one user message (the book's `query_model`)."""
-        request = urllib.request.Request(
-            self.endpoint, data=json.dumps(self.payload(prompt)).encode("utf-8"), method="POST"
-        )
-        request.add_header("Content-Type", "application/json")
+        """The judge's answer to one user message (the book's `query_model`), within `timeout` seconds in all."""
+        headers = {"Content-Type": "application/json"}
         if self.api_key:
-            request.add_header("Authorization", f"Bearer {self.api_key}")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read().decode("utf-8", errors="replace")
-        except urllib.error.HTTPError as e:
-            detail = e.read().decode("utf-8", errors="replace")[:200]
-            raise JudgeError(f"judge at {self.endpoint} answered HTTP {e.code}: {detail}") from e
-        except http.client.HTTPException as e:  # answered, but not in HTTP
-            raise JudgeError(f"judge at {self.endpoint} sent no valid HTTP response: {e!r}") from e
-        except OSError as e:  # URLError, refused, reset, timed out
-            reason = getattr(e, "reason", None) or e
-            raise JudgeUnreachableError(f"cannot reach the judge at {self.endpoint}: {reason}") from e
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        status, body = self._post(json.dumps(self.payload(prompt)).encode("utf-8"), headers)
+        if status >= 400:
+            raise JudgeError(f"judge at {self.endpoint} answered HTTP {status}: {body[:200]}")
         return self._parse_body(body)
+
+    def _post(self, data: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        """POST to the endpoint; (status, body). A watchdog closes the connection when `timeout` is over, so a
+        server that trickles its answer cannot hold the run (a socket timeout only bounds each read)."""
+        url = urllib.parse.urlsplit(self.endpoint)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise JudgeError(f"judge url {self.endpoint!r} is not an http:// or https:// address")
+        connection_class = (
+            http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = connection_class(url.hostname, url.port, timeout=self.timeout)
+        expired = threading.Event()
+        sockets: list[socket.socket] = []  # http.client forgets its socket once the response owns it
+
+        def cut_off() -> None:
+            expired.set()
+            for sock in sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
+                except OSError:
+                    pass
+
+        watchdog = threading.Timer(self.timeout, cut_off)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            connection.connect()
+            sockets.append(connection.sock)
+            connection.request("POST", url.path + (f"?{url.query}" if url.query else ""), data, headers)
+            response = connection.getresponse()
+            body = response.read().decode("utf-8", errors="replace")
+            if expired.is_set():
+                raise TimeoutError
+            return response.status, body
+        except (OSError, http.client.HTTPException) as e:
+            if expired.is_set() or isinstance(e, TimeoutError):
+                raise JudgeUnreachableError(
+                    f"judge at {self.endpoint} sent no complete answer within {self.timeout:g} s (--judge-timeout)"
+                ) from e
+            if isinstance(e, http.client.HTTPException):  # answered, but not in HTTP
+                raise JudgeError(f"judge at {self.endpoint} sent no valid HTTP response: {e!r}") from e
+            raise JudgeUnreachableError(f"cannot reach the judge at {self.endpoint}: {e}") from e
+        finally:
+            watchdog.cancel()
+            connection.close()
 
     def _parse_body(self, body: str) -> str:
         try:
@@ -128,16 +163,45 @@ def score_prompt(entry: dict[str, str], response_key: str = "model_response") ->
     )
 
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_NUMBER = r"-?\d+(?:\.\d+)?"
+_JSON_OBJECT = re.compile(r"\{[^{}]*\}")
+# "85 out of 100", "85/100", "score: 85", "Score of 85"; then the scale, which is not an answer ("0 to 100")
+_OUT_OF_100 = re.compile(rf"({_NUMBER})\s*(?:/|out of)\s*100\b", re.IGNORECASE)
+_SCORE_IS = re.compile(rf"\bscore\b[^0-9\n]{{0,20}}?({_NUMBER})(?!\s*(?:to|-|/|out of)\s*\d)", re.IGNORECASE)
+_SCALE = re.compile(rf"{_NUMBER}\s*(?:to|-|–)\s*{_NUMBER}")
+
+
+def _in_range(text: str | float | int | None) -> int | None:
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return round(value) if 0 <= value <= 100 else None
 
 
 def parse_score(answer: str) -> int | None:
-    """The first number in the judge's answer if it lies in 0..100 (rounded to an integer), else None."""
-    match = _NUMBER.search(answer)
-    if match is None:
-        return None
-    value = float(match.group())
-    return round(value) if 0 <= value <= 100 else None
+    """The score in the judge's answer (0..100, rounded to an integer), or None when it holds none.
+
+    The prompt asks for "the integer number only", but judges also answer in prose: "I'd rate the model response
+    ... an 85 out of 100. Here's why: ..." (the book's llama3), "Score: 72", or JSON (`{"score": 85}`). In that
+    order of trust: a JSON object's `score`, a number "out of 100" or "/100", a number after the word "score",
+    and otherwise the last number in 0..100 once ranges such as the scale's "0 to 100" are set aside.
+    """
+    for candidate in _JSON_OBJECT.findall(answer):
+        try:
+            data = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        scores = [v for k, v in data.items() if k.lower() in ("score", "rating", "grade")]
+        if scores and not isinstance(scores[0], bool):
+            return _in_range(scores[0])
+    for pattern in (_OUT_OF_100, _SCORE_IS):
+        match = pattern.search(answer)
+        if match:
+            return _in_range(match.group(1))
+    scores = [_in_range(n) for n in re.findall(_NUMBER, _SCALE.sub(" ", answer))]
+    scores = [s for s in scores if s is not None]
+    return scores[-1] if scores else None
 
 
 @dataclass
