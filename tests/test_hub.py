@@ -452,6 +452,14 @@ def test_push_uploads_only_the_model_and_the_runs_record(cluttered, offline_hub,
         "config.json is excluded, but a Hub user needs it" in p
         for p in validate_folder(cluttered, exclude=[*excluded, "config.json"])
     )
+    (cluttered / "merges.txt").rename(cluttered.parent / "elsewhere" / "merges.txt")
+    (cluttered / "merges.txt").symlink_to(
+        cluttered.parent / "elsewhere" / "merges.txt"
+    )  # a file the model needs
+    assert any(
+        p.startswith("merges.txt links to") and "never uploaded" in p
+        for p in validate_folder(cluttered, exclude=excluded)
+    )
     assert offline_hub == []
 
 
@@ -566,6 +574,24 @@ def test_a_failed_push_is_one_clear_error(saved, local_hub, capsys, failure):
     assert expected in err and "Traceback" not in err and len(err.splitlines()) <= 2
     if status == 401:
         assert "hf auth login" in err and "Invalid credentials" in err
+
+
+def test_a_failed_upload_says_to_run_it_again(saved, offline_hub, monkeypatch, capsys):
+    from gpt_scratch.cli import main
+
+    def unreadable(self, **kwargs):
+        raise PermissionError(13, "Permission denied", "model.safetensors")
+
+    monkeypatch.setattr(HfApi, "upload_folder", unreadable)
+    assert main(["push", str(saved["classifier_dir"]), "me/gpt-scratch-spam"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "gpt-scratch push: error: the upload to me/gpt-scratch-spam failed (run the push again"
+    )
+    assert (
+        "PermissionError: [Errno 13] Permission denied: 'model.safetensors'" in err
+        and "cannot reach" not in err
+    )
 
 
 def test_push_with_hub_offline_mode_says_so(saved, capsys):

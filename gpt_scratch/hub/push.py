@@ -265,6 +265,8 @@ def validate_folder(
                  for name in plan.credentials]  # fmt: skip
     problems += [f"{name} is excluded, but a Hub user needs it to load the model"
                  for name in plan.excluded if _known(name, MODEL_FILES)]  # fmt: skip
+    problems += [f"{name} links to {target}, outside the folder, and is never uploaded: copy the file in instead"
+                 for name, target in plan.outside.items() if _known(name, MODEL_FILES)]  # fmt: skip
     return problems
 
 
@@ -321,12 +323,13 @@ def _report_left_out(folder: Path, plan: UploadPlan) -> None:
 
 def _explain(error: Exception, repo_id: str, endpoint: str) -> str:
     """What a failed Hub call means for the user, in one line."""
-    from huggingface_hub.errors import OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     status = getattr(getattr(error, "response", None), "status_code", None)
     detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
     server = getattr(error, "server_message", None)
     detail += f" ({server.strip()})" if server and server.strip() not in detail else ""
+    transport_error = isinstance(error, HfHubHTTPError.__bases__[0]) and status is None  # refused, timed out
     if isinstance(error, OfflineModeIsEnabled):
         return "HF_HUB_OFFLINE is set: unset it to push"
     if status == 401:
@@ -335,11 +338,11 @@ def _explain(error: Exception, repo_id: str, endpoint: str) -> str:
         )
     if status == 403:
         return f"the token may not write to {repo_id} ({detail}): use a token with write access to it"
-    if status is None:
+    if transport_error or isinstance(error, (ConnectionError, TimeoutError)):
         return (
             f"cannot reach {endpoint} ({type(error).__name__}: {detail}): check the network (or HF_ENDPOINT)"
         )
-    return detail
+    return f"{type(error).__name__}: {detail}"
 
 
 def push_folder(
