@@ -80,6 +80,8 @@ def load_instruction_data(
             raise ValueError(f"{path}: not valid JSON: {e}") from e
         if not isinstance(raw, list):
             raise ValueError(f"{path}: expected a JSON list of records, got {type(raw).__name__}")
+    if not raw:
+        raise ValueError(f"{path}: no records (the file holds an empty list); training needs at least 2")
     return [_check_record(r, f"{path}: record {i}", columns) for i, r in enumerate(raw)]
 
 

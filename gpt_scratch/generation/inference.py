@@ -8,11 +8,69 @@ decoding (the book's `generate` with temperature 0); otherwise sampling with tem
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def _drop_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in str(record.msg)
+
+
+def from_pretrained_checked(
+    model_class: Any,
+    folder: str | os.PathLike,
+    *,
+    new_tensors: Sequence[str] = (),
+    unused_tensors: Sequence[str] = (),
+    **kwargs: Any,
+) -> Any:
+    """`model_class.from_pretrained(folder, **kwargs)`, refused when the folder's weights do not fit its config.
+
+    transformers re-initialises at random every tensor that is missing from the checkpoint or has another shape
+    there, and only logs a report. Here that is allowed only for the tensors whose names start with one of
+    `new_tensors` (a classifier's new head, `score.`), and checkpoint tensors may go unused only under
+    `unused_tensors` (a causal LM's `out_head.` when a classifier is built on it); anything else is a
+    `ValueError` naming the tensors. The report is not printed for those expected differences.
+    """
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    report_logger.addFilter(_drop_load_report)  # the check below replaces transformers' load report
+    try:
+        model, info = model_class.from_pretrained(
+            folder, **kwargs, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+    finally:
+        report_logger.removeFilter(_drop_load_report)
+
+    def expected(name: str, prefixes: Sequence[str]) -> bool:
+        return name.startswith(tuple(prefixes))
+
+    problems = [
+        f"{name}: {tuple(saved)} in the weights, {tuple(wanted)} in config.json"
+        for name, saved, wanted in sorted(info["mismatched_keys"])
+        if not expected(name, new_tensors)
+    ]
+    problems += [
+        f"{name}: not in the weights"
+        for name in sorted(info["missing_keys"])
+        if not expected(name, new_tensors)
+    ]
+    problems += [
+        f"{name}: in the weights, not in the model config.json describes"
+        for name in sorted(info["unexpected_keys"])
+        if not expected(name, unused_tensors)
+    ]
+    if problems:
+        shown = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
+        raise ValueError(
+            f"{folder}: config.json does not match the saved weights ({len(problems)} tensors would be "
+            f"re-initialised at random or dropped): {shown}. Give the folder its own config.json"
+        )
+    return model
 
 
 def load_model(
@@ -47,7 +105,7 @@ def load_model(
             "(e.g. a `gpt-scratch pretrain` run), or a GPT-2 checkpoint with --from-gpt2"
         )
     # The installed package's classes, not the copies of its code saved in the folder (no remote code to trust).
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False, **overrides)
+    model = from_pretrained_checked(AutoModelForCausalLM, folder, trust_remote_code=False, **overrides)
     has_tokenizer = any((folder / name).is_file() for name in ("tokenizer_config.json", "vocab.json"))
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False) if has_tokenizer else None
     if quantize:

@@ -311,6 +311,14 @@ def finetune_instructions(
     )
     split_seed = training.seed if options.shuffle_split else None
     columns = {f"{f}_column": getattr(options, f"{f}_column") for f in ("instruction", "input", "output")}
+    records = load_instruction_data(data, **columns)  # bad data fails before the model loads
+    splits = split_instruction_data(records, seed=split_seed)
+    if not splits["train"]:
+        source = data if isinstance(data, (str, os.PathLike)) else "<dataset>"
+        raise ValueError(
+            f"{source}: {len(records)} record(s), too few: the 85/10/5 train/test/validation split needs at least "
+            "2 for one training record"
+        )
     if isinstance(model, (str, os.PathLike)):
         base_model = str(model)
         model, loaded_tokenizer = load_model(model, from_gpt2=from_gpt2, drop_rate=drop_rate)
@@ -329,8 +337,6 @@ def finetune_instructions(
     )
 
     state = process_state()
-    records = load_instruction_data(data, **columns)
-    splits = split_instruction_data(records, seed=split_seed)
     with state.main_process_first():  # the main process tokenizes (and fills any cache) first
         tokenized = tokenize_instruction_data(splits, tokenizer, options.cache_dir)
     tokenized = tokenized.select_columns(["input_ids", "prompt_length"])
