@@ -229,3 +229,33 @@ def test_nul_bytes_in_a_corpus_are_warned_about_or_refused(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert load_text(part).startswith("Every effort")
     assert "part.txt: 78 NUL bytes (78.0% of the characters)" in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generating past the context: the book's generate crops the context from the left
+
+
+@pytest.mark.needs_shared
+@pytest.mark.parametrize("prompt_words", [3, 40])  # a prompt that fits, and one longer than the context
+def test_generating_past_the_context_crops_it_as_the_books_generate(prompt_words, tmp_path, capsys):
+    from gpt_scratch.generation.book import generate
+    from gpt_scratch.generation.fast_generate import generate_fast
+    from gpt_scratch.generation.inference import generate_text
+    from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(tiny_config(context_length=16)).eval()
+    tokenizer = GPTScratchTokenizer()
+    prompt = " ".join(["Every effort moves you"] * prompt_words)[: prompt_words * 6]
+    ids = torch.tensor([tokenizer.encode(prompt)])
+    book = generate(model, ids, max_new_tokens=40, context_size=16)  # greedy, no end-of-text stop
+    assert book.shape[1] == ids.shape[1] + 40
+    assert torch.equal(generate_fast(model, ids, 40), book)
+    text = generate_text(model, tokenizer, prompt, max_new_tokens=40)
+    with_eos = generate(model, ids, max_new_tokens=40, context_size=16, eos_id=50256)
+    assert text == tokenizer.decode(with_eos[0].tolist())  # the book stops at end-of-text too
+
+    model.save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    assert main(["generate", str(tmp_path / "lm"), "--prompt", prompt, "--max-new-tokens", "40"]) == 0
+    assert capsys.readouterr().out.rstrip("\n") == text

@@ -132,22 +132,45 @@ def generate_text(
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if seed is not None:
         torch.manual_seed(seed)
-    inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
-    if inputs.input_ids.shape[1] == 0:
+    input_ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model.device)
+    if input_ids.shape[1] == 0:
         raise ValueError("the prompt is empty: give --prompt at least one token of text to continue")
-    context_length = getattr(model.config, "context_length", None)
-    if context_length is not None and inputs.input_ids.shape[1] + max_new_tokens > context_length:
-        keep = max(1, context_length - max_new_tokens)  # crop the prompt from the left, as the book crops
-        inputs = {k: v[:, -keep:] for k, v in inputs.items()}
     sampling = dict(do_sample=True, temperature=temperature, top_k=top_k or 0, top_p=top_p or 1.0)
-    with torch.no_grad():
-        out = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            **(sampling if temperature > 0 else dict(do_sample=False)),
-        )
+    decoding = dict(
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **(sampling if temperature > 0 else dict(do_sample=False)),
+    )
+    out = generate_cropped(model, input_ids, max_new_tokens, **decoding)
     return tokenizer.decode(out[0], skip_special_tokens=True)
+
+
+@torch.no_grad()
+def generate_cropped(
+    model: Any, input_ids: torch.Tensor, max_new_tokens: int, **decoding: Any
+) -> torch.Tensor:
+    """`model.generate(input_ids, max_new_tokens=..., **decoding)` (one unpadded row) past the model's context,
+    as the book's `generate` decodes: each new token sees only the last `context_length` tokens.
+
+    While prompt and answer fit, one `generate()` call with the KV cache; then one token a call on the cropped
+    context (the cache cannot slide: positions are absolute). Stops at `decoding["eos_token_id"]`. Returns the
+    prompt and every new token, (1, prompt + new).
+    """
+    context_length = getattr(model.config, "context_length", None) or model.config.max_position_embeddings
+    eos_token_id = decoding.get("eos_token_id")
+    fits = max(0, context_length - input_ids.shape[1] + 1)  # new tokens whose inputs all have a position
+    out = input_ids
+    while out.shape[1] - input_ids.shape[1] < max_new_tokens:
+        done = out.shape[1] - input_ids.shape[1]
+        window = out[:, -context_length:]  # the book's crop: idx[:, -context_size:]
+        steps = min(max_new_tokens - done, fits if done == 0 and fits else 1)
+        new = model.generate(
+            input_ids=window, attention_mask=torch.ones_like(window), max_new_tokens=steps, **decoding
+        )[:, window.shape[1] :]
+        out = torch.cat([out, new], dim=1)
+        if new.shape[1] < steps or (eos_token_id is not None and bool((new == eos_token_id).any())):
+            break  # end-of-text
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
