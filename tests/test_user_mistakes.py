@@ -259,3 +259,36 @@ def test_generating_past_the_context_crops_it_as_the_books_generate(prompt_words
     tokenizer.save_pretrained(tmp_path / "lm")
     assert main(["generate", str(tmp_path / "lm"), "--prompt", prompt, "--max-new-tokens", "40"]) == 0
     assert capsys.readouterr().out.rstrip("\n") == text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Missing tokenizer files
+
+
+@pytest.mark.needs_shared
+def test_missing_tokenizer_files_are_named(lm_folder, tmp_path, capsys):
+    from gpt_scratch.generation.inference import load_model
+    from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+
+    GPTScratchTokenizer().save_pretrained(lm_folder)
+    (lm_folder / "merges.txt").unlink()
+    with pytest.raises(
+        FileNotFoundError, match=r"lm: tokenizer files missing: merges.txt \(GPTScratchTokenizer needs"
+    ):
+        load_model(lm_folder)
+    assert main(["generate", str(lm_folder)]) == 2
+    assert "tokenizer files missing: merges.txt" in capsys.readouterr().err
+
+    # A transformers tokenizer whose files are gone: transformers says "install sentencepiece or tiktoken", or
+    # builds an empty vocabulary that encodes nothing
+    (lm_folder / "vocab.json").unlink()
+    for tokenizer_class in ("PreTrainedTokenizerFast", "GPT2Tokenizer"):
+        config = json.loads((lm_folder / "tokenizer_config.json").read_text())
+        config.pop("auto_map", None)
+        (lm_folder / "tokenizer_config.json").write_text(
+            json.dumps({**config, "tokenizer_class": tokenizer_class})
+        )
+        with pytest.raises(
+            FileNotFoundError, match=r"tokenizer files missing: vocab.json, merges.txt .*tokenizer.json"
+        ):
+            load_model(lm_folder)

@@ -106,8 +106,19 @@ def load_model(
         )
     # The installed package's classes, not the copies of its code saved in the folder (no remote code to trust).
     model = from_pretrained_checked(AutoModelForCausalLM, folder, trust_remote_code=False, **overrides)
-    has_tokenizer = any((folder / name).is_file() for name in ("tokenizer_config.json", "vocab.json"))
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False) if has_tokenizer else None
+    tokenizer = None
+    if any((folder / name).is_file() for name in ("tokenizer_config.json", "vocab.json")):
+        check_tokenizer_files(folder)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        except ValueError as e:
+            if "sentencepiece or tiktoken" not in str(e):
+                raise
+            present = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.endswith(".py"))
+            raise ValueError(
+                f"{folder}: the tokenizer cannot be built from the files here ({', '.join(present)}): its "
+                "tokenizer.json is missing"
+            ) from None
     if quantize:
         model = quantize_model(model, quantize)
     elif model.dtype == torch.bfloat16:
@@ -115,6 +126,33 @@ def load_model(
     elif model.dtype == torch.float32:
         layout_for_decoding(model)  # fp32 weights laid out (in, out) for single-row reads
     return model.eval(), tokenizer or GPTScratchTokenizer()
+
+
+def check_tokenizer_files(folder: Path) -> None:
+    """Refuse a folder whose tokenizer files are incomplete, naming the missing ones (instead of transformers'
+    "install sentencepiece or tiktoken", or a GPT-2 tokenizer with an empty vocabulary that encodes nothing)."""
+    import json
+
+    config_file = folder / "tokenizer_config.json"
+    tokenizer_class = (
+        json.loads(config_file.read_text()).get("tokenizer_class") if config_file.is_file() else None
+    )
+    has = {name: (folder / name).is_file() for name in ("tokenizer.json", "vocab.json", "merges.txt")}
+    if (folder / "tokenizer.model").is_file():
+        return  # a sentencepiece model: not GPT-2's BPE, transformers checks it
+    if tokenizer_class == "GPTScratchTokenizer" or not has["tokenizer.json"]:
+        # GPT-2's BPE: vocab.json and merges.txt together (gpt_scratch's own tokenizer may have neither: it then
+        # reads tiktoken's gpt2 files, the same vocabulary)
+        missing = [name for name in ("vocab.json", "merges.txt") if not has[name]]
+        if len(missing) == 1 or (missing and tokenizer_class != "GPTScratchTokenizer"):
+            needed = "vocab.json and merges.txt" + (
+                "" if tokenizer_class == "GPTScratchTokenizer" else ", or tokenizer.json"
+            )
+            raise FileNotFoundError(
+                f"{folder}: tokenizer files missing: {', '.join(missing)} ({tokenizer_class or 'the tokenizer'} needs "
+                f"{needed}); copy them from the folder the model came from, or remove tokenizer_config.json to use "
+                "GPT-2's tokenizer"
+            )
 
 
 def generate_text(
