@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,33 @@ def format_input(entry: dict[str, str]) -> str:
     )
     input_text = f"\n\n### Input:\n{entry['input']}" if entry.get("input") else ""
     return instruction_text + input_text
+
+
+def fit_prompt(
+    entry: dict[str, str],
+    tokenizer: Any,
+    max_tokens: int,
+    render: Callable[[dict[str, str]], str] = format_input,
+) -> tuple[list[int], int]:
+    """Token ids of `render(entry)` in at most `max_tokens`, and how many tokens of the entry were cut for that.
+
+    A prompt that does not fit keeps its template (the preamble, `### Instruction:`, `### Input:`, and whatever
+    `render` ends with, e.g. `### Response:`): tokens are cut from the start of the input, then of the
+    instruction, so each keeps its end, nearest the answer (the book crops the whole prompt from the left).
+    """
+    ids = encode_texts(tokenizer, [render(entry)])[0]
+    full_length, entry = len(ids), dict(entry)
+    for field in ("input", "instruction"):
+        field_ids = encode_texts(tokenizer, [entry.get(field) or ""])[0]
+        while len(ids) > max_tokens and field_ids:
+            field_ids = field_ids[min(len(ids) - max_tokens, len(field_ids)) :]
+            entry[field] = tokenizer.decode(field_ids)
+            ids = encode_texts(tokenizer, [render(entry)])[0]
+    if len(ids) > max_tokens:
+        raise ValueError(
+            f"the prompt's template alone is {len(ids)} tokens, more than the {max_tokens} that fit"
+        )
+    return ids, full_length - len(ids)
 
 
 def format_training_text(entry: dict[str, str]) -> str:

@@ -211,6 +211,71 @@ def generate_cropped(
     return out
 
 
+@torch.no_grad()
+def generate_batch(
+    model: Any,
+    prompts: Sequence[list[int]],
+    max_new_tokens: Sequence[int],
+    eos_token_id: int,
+    batch_size: int = 8,
+    progress: str | None = None,
+) -> list[list[int]]:
+    """Greedy continuations of token-id prompts through `model.generate`, `batch_size` prompts at a time with
+    left padding; each stops after its `max_new_tokens` or at (and including) `eos_token_id`.
+
+    Prompts are sorted by length (little padding). A batch decodes its smallest budget; a row that budget cut
+    short is continued alone (`generate_cropped`), so every answer equals decoding its prompt alone.
+    """
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers: dict[int, list[int]] = {}
+    batches = range(0, len(order), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=progress)
+    for start in batches:
+        rows = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in rows)
+        input_ids = torch.full((len(rows), width), eos_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, i in enumerate(rows):
+            input_ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+            attention_mask[row, width - len(prompts[i]) :] = 1
+        budget = min(max_new_tokens[i] for i in rows)
+        outputs = (
+            model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                max_new_tokens=budget,
+                do_sample=False,
+                eos_token_id=eos_token_id,
+                pad_token_id=eos_token_id,
+            )[:, width:].tolist()
+            if budget > 0
+            else [[] for _ in rows]
+        )
+        for i, out in zip(rows, outputs, strict=True):
+            out = _until_eos(out, eos_token_id)
+            if len(out) < max_new_tokens[i] and eos_token_id not in out:  # cut short by the batch's budget
+                more = generate_cropped(
+                    model,
+                    torch.tensor([prompts[i] + out], device=device),
+                    max_new_tokens[i] - len(out),
+                    do_sample=False,
+                    eos_token_id=eos_token_id,
+                    pad_token_id=eos_token_id,
+                )
+                out = _until_eos(more[0, len(prompts[i]) :].tolist(), eos_token_id)
+            answers[i] = out
+    return [answers[i] for i in range(len(prompts))]
+
+
+def _until_eos(tokens: list[int], eos_token_id: int) -> list[int]:
+    """The tokens up to and including the first end-of-text (generate pads finished rows with it)."""
+    return tokens[: tokens.index(eos_token_id) + 1] if eos_token_id in tokens else tokens
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="a folder written by save_pretrained (e.g. a run folder)")
     parser.add_argument("--prompt", default="Every effort moves you", help="text to continue")
