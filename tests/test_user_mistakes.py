@@ -292,3 +292,49 @@ def test_missing_tokenizer_files_are_named(lm_folder, tmp_path, capsys):
             FileNotFoundError, match=r"tokenizer files missing: vocab.json, merges.txt .*tokenizer.json"
         ):
             load_model(lm_folder)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Instructions longer than the context keep the Alpaca template
+
+
+@pytest.mark.needs_shared
+def test_a_prompt_longer_than_the_context_keeps_its_template(tmp_path, caplog):
+    from gpt_scratch.data.instructions import RESPONSE_HEADER, fit_prompt, format_input
+    from gpt_scratch.generation.book import generate
+    from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+    from gpt_scratch.workflows.instruct import chat, generate_responses
+
+    tokenizer = GPTScratchTokenizer()
+    entry = {
+        "instruction": "Summarize the text " * 30 + "in one line.",
+        "input": ("A long story. " * 40).strip(),
+        "output": "",
+    }
+    ids, cut = fit_prompt(entry, tokenizer, 63)
+    prompt = tokenizer.decode(ids)
+    assert len(ids) <= 63 and cut == len(tokenizer.encode(format_input(entry))) - len(ids) > 0
+    assert prompt.startswith("Below is an instruction") and "\n\n### Instruction:\n" in prompt
+    assert "in one line.\n\n### Input:\n" in prompt and prompt.endswith(
+        "A long story."
+    )  # both keep their ends
+    chat_ids, _ = fit_prompt(entry, tokenizer, 63, lambda e: format_input(e) + RESPONSE_HEADER)
+    chat_prompt = tokenizer.decode(chat_ids)
+    assert (
+        "### Instruction:" in chat_prompt and chat_prompt.endswith("### Response:\n") and len(chat_ids) <= 63
+    )
+
+    # The answers are the book's generate from the fitted prompt, with a warning
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(tiny_config(context_length=64)).eval()
+    with caplog.at_level(logging.WARNING):
+        [answer] = generate_responses(model, tokenizer, [entry], max_new_tokens=10)
+    assert "cut" in caplog.text and "keeping the template" in caplog.text
+    book = generate(model, torch.tensor([ids]), 1, 64, eos_id=50256)
+    assert answer == tokenizer.decode(book[0, len(ids) :].tolist()).replace("### Response:", "").strip()
+
+    model.save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    book = generate(model, torch.tensor([chat_ids]), 64 - len(chat_ids), 64, eos_id=50256)
+    expected = tokenizer.decode(book[0, len(chat_ids) :].tolist()).strip()
+    assert chat(tmp_path / "lm", entry["instruction"], entry["input"], max_new_tokens=10) == expected

@@ -129,24 +129,28 @@ def fit_prompt(
     max_tokens: int,
     render: Callable[[dict[str, str]], str] = format_input,
 ) -> tuple[list[int], int]:
-    """Token ids of `render(entry)` in at most `max_tokens`, and how many tokens of the entry were cut for that.
+    """Token ids of `render(entry)` in at most `max_tokens`, and how many tokens were cut for that.
 
     A prompt that does not fit keeps its template (the preamble, `### Instruction:`, `### Input:`, and whatever
-    `render` ends with, e.g. `### Response:`): tokens are cut from the start of the input, then of the
-    instruction, so each keeps its end, nearest the answer (the book crops the whole prompt from the left).
+    `render` ends with, e.g. `### Response:`): tokens are cut from the start of the longer of the instruction and
+    the input (of both once they are as long), so each keeps its end, nearest the answer (the book crops the
+    whole prompt from the left, template included).
     """
     ids = encode_texts(tokenizer, [render(entry)])[0]
     full_length, entry = len(ids), dict(entry)
-    for field in ("input", "instruction"):
-        field_ids = encode_texts(tokenizer, [entry.get(field) or ""])[0]
-        while len(ids) > max_tokens and field_ids:
-            field_ids = field_ids[min(len(ids) - max_tokens, len(field_ids)) :]
-            entry[field] = tokenizer.decode(field_ids)
-            ids = encode_texts(tokenizer, [render(entry)])[0]
-    if len(ids) > max_tokens:
-        raise ValueError(
-            f"the prompt's template alone is {len(ids)} tokens, more than the {max_tokens} that fit"
-        )
+    fields = {
+        field: encode_texts(tokenizer, [entry.get(field) or ""])[0] for field in ("instruction", "input")
+    }
+    while len(ids) > max_tokens:
+        longer, shorter = sorted(fields, key=lambda field: len(fields[field]), reverse=True)
+        if not fields[longer]:
+            raise ValueError(
+                f"the prompt's template alone is {len(ids)} tokens, more than the {max_tokens} that fit"
+            )
+        excess, lead = len(ids) - max_tokens, len(fields[longer]) - len(fields[shorter])
+        fields[longer] = fields[longer][min(excess, max(lead, (excess + 1) // 2)) :]
+        entry[longer] = tokenizer.decode(fields[longer])
+        ids = encode_texts(tokenizer, [render(entry)])[0]
     return ids, full_length - len(ids)
 
 
