@@ -338,3 +338,27 @@ def test_a_prompt_longer_than_the_context_keeps_its_template(tmp_path, caplog):
     book = generate(model, torch.tensor([chat_ids]), 64 - len(chat_ids), 64, eos_id=50256)
     expected = tokenizer.decode(book[0, len(chat_ids) :].tolist()).strip()
     assert chat(tmp_path / "lm", entry["instruction"], entry["input"], max_new_tokens=10) == expected
+
+
+@pytest.mark.needs_shared
+def test_training_records_whose_answer_is_cut_off_are_counted():
+    from gpt_scratch.data.instructions import (
+        count_cut_responses,
+        format_input,
+        format_training_text,
+        tokenize_instruction_data,
+    )
+    from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+
+    tokenizer = GPTScratchTokenizer()
+    short = {"instruction": "Say hi.", "input": "", "output": "Hi."}
+    long = {"instruction": "Repeat this. " * 30, "input": "", "output": "Done."}
+    split = tokenize_instruction_data({"train": [short, long]}, tokenizer)["train"]
+    assert count_cut_responses(split, 64) == 1
+    # by the texts: the long record's output starts past the 64 tokens kept, the short one's well inside
+    for entry, cut in ((short, False), (long, True)):
+        response_start = len(tokenizer.encode(format_training_text(entry))) - len(
+            tokenizer.encode(entry["output"])
+        )
+        assert (response_start >= 64) == cut
+        assert len(tokenizer.encode(format_input(entry))) >= 64 or not cut

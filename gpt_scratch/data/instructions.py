@@ -254,6 +254,12 @@ def prepare_instruction_data(
     return tokenize_instruction_data(split_instruction_data(records, seed=seed), tokenizer, cache_dir)
 
 
+def count_cut_responses(split: Dataset, max_length: int) -> int:
+    """How many records of a tokenized split keep none of their response once cut to `max_length` tokens (the
+    collate function keeps the start of each text: the template, then as much of the answer as fits)."""
+    return sum(prompt_length >= max_length for prompt_length in split["prompt_length"])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Batches
 

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 
 from gpt_scratch.data.describe import describe_data
 from gpt_scratch.data.instructions import (
+    count_cut_responses,
     custom_collate_fn,
     extract_response,
     fit_prompt,
@@ -312,6 +313,14 @@ def finetune_instructions(
     with state.main_process_first():  # the main process tokenizes (and fills any cache) first
         tokenized = tokenize_instruction_data(splits, tokenizer, options.cache_dir)
     tokenized = tokenized.select_columns(["input_ids", "prompt_length"])
+    if num_cut := count_cut_responses(tokenized["train"], max_length):
+        logger.warning(
+            "%d of %d training records have a prompt of %d tokens or more, all that is kept of each text "
+            "(allowed_max_length and the context): nothing of their responses is trained on",
+            num_cut,
+            len(tokenized["train"]),
+            max_length,
+        )
     collate = partial(custom_collate_fn, allowed_max_length=max_length, mask_prompt=mask_prompt)
 
     set_seed(training.seed)
