@@ -1,8 +1,12 @@
 """`gpt-scratch generate FOLDER --prompt ...`: text from any saved model folder, through transformers' generate().
 
 The folder is what `save_pretrained` wrote (a pretraining or fine-tuning run, or a Hub download): it is loaded
-with AutoModelForCausalLM and AutoTokenizer, and decoded with the model's KV cache. Temperature 0 is greedy
-decoding (the book's `generate` with temperature 0); otherwise sampling with temperature, top-k and top-p.
+with AutoModelForCausalLM and AutoTokenizer (`load_model`; a config.json that does not match the weights is
+refused), and decoded with the model's KV cache. Temperature 0 is greedy decoding (the book's `generate` with
+temperature 0); otherwise sampling with temperature, top-k and top-p.
+
+Every decoding here goes through `model.generate`: `generate_cropped` for one prompt, past the context as the
+book crops it, and `generate_batch` for many prompts with left padding (the instruction workflow's answers).
 """
 
 from __future__ import annotations
