@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # Metrics with more than two classes
 
 
-def test_three_classes_report_macro_and_per_class_figures_computed_by_hand():
+def test_three_classes_report_macro_and_per_class_figures_computed_by_hand(caplog):
     references = [0, 0, 0, 1, 1, 2, 2, 2, 2, 2]
     predictions = [0, 1, 0, 1, 2, 2, 2, 0, 2, 1]
     # class 0: 3 predicted, 2 right, 3 true -> P 2/3, R 2/3, F1 2/3
@@ -42,6 +42,12 @@ def test_three_classes_report_macro_and_per_class_figures_computed_by_hand():
     # a declared class never seen counts as 0 in the mean
     m4 = classification_metrics(predictions, references, num_labels=4)
     assert m4["f1_macro"] == pytest.approx((2 / 3 + 2 / 5 + 2 / 3) / 4)
+    # --positive-label has no meaning with three classes: said so, not silently ignored
+    from gpt_scratch.workflows.classify import _positive_id
+
+    with caplog.at_level(logging.WARNING):
+        _positive_id("good", {"bad": 0, "meh": 1, "good": 2})
+    assert "positive_label 'good' is not used with 3 classes" in caplog.text
     # two classes: the binary figures of the positive class, as before
     binary = classification_metrics([1, 0, 1, 1], [1, 1, 0, 1])
     assert (binary["precision"], binary["recall"]) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
