@@ -321,7 +321,7 @@ def train(
     model_config = getattr(model, "config", None)
     if model_config is not None:
         hyperparameters["model_config"] = model_config.to_diff_dict()
-    arguments = {"hyperparameters": hyperparameters, "datasets": list(datasets or [])}
+    arguments = {**hyperparameters, "datasets": list(datasets or [])}
     run = prepare(
         model, train_dataset, val_dataset, config, test_dataset=test_dataset, collate_fn=collate_fn,
         arguments=arguments,
@@ -350,8 +350,8 @@ def prepare(
     """The accelerator, the loaders, AdamW and the learning-rate schedule; the checkpoint's state when resuming.
 
     The run folder is locked until `finish` (`checkpointing.claim_run_folder`: a folder that holds a run needs
-    `resume` or `overwrite`). `arguments` ({"hyperparameters", "datasets"}, default: the config) are what a
-    resume must match, but for the evaluation, logging and checkpoint settings.
+    `resume` or `overwrite`). `arguments` (the hyperparameters and "datasets"; default: the config's fields) are what
+    a resume must match, but for the evaluation, logging and checkpoint settings.
     """
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError(
@@ -373,7 +373,7 @@ def prepare(
         run = _prepare(accelerator, model, train_dataset, val_dataset, config, test_dataset, collate_fn)
         run.lock = lock
         run.arguments = {
-            **(arguments or {"hyperparameters": dataclasses.asdict(config)}),
+            **(arguments or dataclasses.asdict(config)),
             "train_examples": len(train_dataset) if hasattr(train_dataset, "__len__") else None,
             "total_steps": run.total_steps,
             "num_processes": accelerator.num_processes,
