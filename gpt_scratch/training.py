@@ -321,7 +321,9 @@ def train(
     model_config = getattr(model, "config", None)
     if model_config is not None:
         hyperparameters["model_config"] = model_config.to_diff_dict()
-    arguments = {**hyperparameters, "datasets": list(datasets or [])}
+    arguments = {**hyperparameters, "datasets": list(datasets or [])}  # what a resume must match
+    if model_config is not None:
+        arguments["model_config"] = model_config.to_dict()  # every field, not only those off the defaults
     run = prepare(
         model, train_dataset, val_dataset, config, test_dataset=test_dataset, collate_fn=collate_fn,
         arguments=arguments,
