@@ -63,6 +63,11 @@ MAY_CHANGE_ON_RESUME = {
 }  # fmt: skip
 # ... and these when the learning-rate schedule does not span the run (constant): a longer or shorter run
 RUN_LENGTH = {"num_epochs", "max_steps", "total_steps"}
+# A model configuration's bookkeeping, not the model: never compared
+CONFIG_BOOKKEEPING = {
+    "transformers_version", "_name_or_path", "architectures", "output_attentions", "output_hidden_states",
+    "return_dict", "use_cache",
+}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -349,7 +354,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     for key, value in d.items():
         if isinstance(value, dict):
             flat |= _flat(value, f"{prefix}{key}.")
-        elif key != "transformers_version":
+        elif key not in CONFIG_BOOKKEEPING:
             flat[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
     return flat
 
