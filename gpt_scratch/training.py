@@ -41,7 +41,7 @@ from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from gpt_scratch.checkpointing import (  # noqa: F401  (CHECKPOINTS_DIR, latest_checkpoint: the loop's API too)
+from gpt_scratch.checkpointing import (  # noqa: F401  (latest_checkpoint, LATEST_MARKER: the loop's API too)
     CHECKPOINTS_DIR,
     LATEST_MARKER,
     TRAINER_STATE,
@@ -557,7 +557,7 @@ def _save_folder(output_dir: Path, model: Any, state_dict: dict[str, Any], token
     no summary beside a half-written folder, and its final checkpoint to resume from.
     """
     (output_dir / SUMMARY_FILE).unlink(missing_ok=True)
-    tmp = output_dir / ".tmp-save"
+    tmp = output_dir / CHECKPOINTS_DIR / ".tmp-save"  # beside the checkpoints: never uploaded
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, state_dict=state_dict)
     if hasattr(model, "get_base_model"):  # a PEFT model saves its adapter; the card reads the base config

@@ -378,8 +378,42 @@ def test_lock_file_and_checkpoints_stay_out_of_the_saved_model(tmp_path):
     out = tmp_path / "run"
     run(out)
     assert (out / "checkpoints" / LOCK_FILE).exists()
-    assert not (out / LOCK_FILE).exists() and not (out / ".tmp-save").exists()
+    assert not (out / LOCK_FILE).exists() and not (out / "checkpoints" / ".tmp-save").exists()
     assert sorted(os.listdir(out / "checkpoints" / "step-000004")) == [
         "loop_state.json", "model.safetensors", "optimizer.safetensors", "rng_state_0.safetensors",
         "trainer_state.json",
     ]  # fmt: skip
+
+
+@pytest.mark.slow  # ~2 min on the shared 2-core machine: three runs of two processes
+@pytest.mark.needs_shared
+def test_two_processes_resume_each_with_its_own_random_states(tmp_path):
+    """torchrun, dropout on: one epoch then resumed for a second equals two epochs; one process cannot resume."""
+    from test_pretrain import run_cli, write_tiny_config
+
+    config_path = write_tiny_config(tmp_path)  # drop_rate 0.1: each process draws its own dropout masks
+    flags = [
+        "--config", str(config_path), "--batch-size", "4", "--eval-freq", "100", "--eval-iter", "1",
+        "--final-eval-iter", "1", "--no-progress-bar", "--start-context", "",
+    ]  # fmt: skip
+
+    def torchrun(out, *more):
+        return run_cli(
+            "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537",
+            "-m", "gpt_scratch", "pretrain", *flags, "--output-dir", str(out), *more,
+        )  # fmt: skip
+
+    torchrun(tmp_path / "reference", "--num-epochs", "2")
+    out = tmp_path / "run"
+    torchrun(out, "--num-epochs", "1")
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*/rng_state_*")) == [
+        "rng_state_0.safetensors", "rng_state_1.safetensors",
+    ]  # fmt: skip
+    one = subprocess.run(
+        [sys.executable, "-m", "gpt_scratch", "pretrain", *flags, "--output-dir", str(out), "--resume",
+         "--num-epochs", "2"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert one.returncode == 2 and "num_processes: 2 -> 1" in one.stderr, one.stderr[-2000:]
+    torchrun(out, "--resume", "--num-epochs", "2")
+    assert_same_weights(weights(out), weights(tmp_path / "reference"))
