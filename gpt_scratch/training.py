@@ -11,7 +11,8 @@ compute the loss of a batch:
 
 `train` evaluates train and validation loss (and the task's metrics) every `eval_freq` optimizer steps over
 `eval_iter` batches, as the book's `evaluate_model`; prints a sample after each epoch; logs to `metrics.jsonl`,
-`metrics.csv` and accelerate's trackers; checkpoints atomically; and at the end writes into `output_dir` the
+`metrics.csv` and accelerate's trackers; checkpoints atomically (`gpt_scratch.checkpointing`: no pickle, a locked
+run folder, a resume that continues the same run or is refused); and at the end writes into `output_dir` the
 model and tokenizer (`save_pretrained`), `loss.png` and `training_summary.json` (see `TrainResult.summary`).
 
 Batches: with `collate_fn=None` a dataset is used as is (a `datasets.Dataset` in torch format: equal-length
@@ -41,9 +42,8 @@ from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from gpt_scratch.checkpointing import (  # noqa: F401  (latest_checkpoint, LATEST_MARKER: the loop's API too)
+from gpt_scratch.checkpointing import (  # noqa: F401  (latest_checkpoint: the loop's API too)
     CHECKPOINTS_DIR,
-    LATEST_MARKER,
     TRAINER_STATE,
     claim_run_folder,
     latest_checkpoint,
