@@ -58,15 +58,15 @@ RUN_FILES = ("training_summary.json", "model.safetensors", "adapter_model.safete
 REPLACED_FILES = (*RUN_FILES, "metrics.jsonl", "metrics.csv")
 # Arguments a resume may change: they decide what is evaluated, logged and saved, not the weights' trajectory
 MAY_CHANGE_ON_RESUME = {
-    "output_dir", "resume", "overwrite", "eval_freq", "eval_iter", "final_eval_iter", "eval_batch_size",
+    "output_dir", "eval_freq", "eval_iter", "final_eval_iter", "eval_batch_size",
     "checkpoint_every", "log_with", "progress_bar", "num_workers", "max_new_tokens",
 }  # fmt: skip
 # ... and these when the learning-rate schedule does not span the run (constant): a longer or shorter run
 RUN_LENGTH = {"num_epochs", "max_steps", "total_steps"}
-# A model configuration's bookkeeping, not the model: never compared
-CONFIG_BOOKKEEPING = {
-    "transformers_version", "_name_or_path", "architectures", "output_attentions", "output_hidden_states",
-    "return_dict", "use_cache",
+# How the run was started, and a model configuration's bookkeeping: never compared
+NOT_COMPARED = {
+    "resume", "overwrite", "transformers_version", "_name_or_path", "architectures", "output_attentions",
+    "output_hidden_states", "return_dict", "use_cache",
 }  # fmt: skip
 
 
@@ -354,7 +354,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     for key, value in d.items():
         if isinstance(value, dict):
             flat |= _flat(value, f"{prefix}{key}.")
-        elif key not in CONFIG_BOOKKEEPING:
+        elif key not in NOT_COMPARED:
             flat[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
     return flat
 

@@ -390,8 +390,9 @@ def prepare(
                     f"{checkpoint} is at step {run.state.step}, past this run's {run.total_steps} steps "
                     "(--max-steps, --num-epochs)"
                 )
+            changed = "".join(f", {k} {old} -> {new}" for k, (old, new) in run.resumes[-1]["changed"].items())
             accelerator.print(
-                f"Resumed from {checkpoint} (step {run.state.step}, epoch {run.state.epoch + 1})"
+                f"Resumed from {checkpoint} (step {run.state.step}, epoch {run.state.epoch + 1}){changed}"
             )
         elif config.resume:
             accelerator.print(f"No checkpoint in {output_dir / CHECKPOINTS_DIR}: starting from scratch")

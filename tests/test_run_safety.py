@@ -297,7 +297,7 @@ def test_resume_may_change_what_is_evaluated_and_extend_a_constant_schedule(tmp_
             "step": 4,
             "changed": {
                 "checkpoint_every": [None, 3], "eval_freq": [2, 3], "eval_iter": [1, 2], "num_epochs": [1, 2],
-                "resume": [False, True], "total_steps": [4, 8],
+                "total_steps": [4, 8],
             },
         }
     ]  # fmt: skip
