@@ -11,7 +11,8 @@ compute the loss of a batch:
 
 `train` evaluates train and validation loss (and the task's metrics) every `eval_freq` optimizer steps over
 `eval_iter` batches, as the book's `evaluate_model`; prints a sample after each epoch; logs to `metrics.jsonl`,
-`metrics.csv` and accelerate's trackers; checkpoints atomically; and at the end writes into `output_dir` the
+`metrics.csv` and accelerate's trackers; checkpoints atomically (`gpt_scratch.checkpointing`: no pickle, a locked
+run folder, a resume that continues the same run or is refused); and at the end writes into `output_dir` the
 model and tokenizer (`save_pretrained`), `loss.png` and `training_summary.json` (see `TrainResult.summary`).
 
 Batches: with `collate_fn=None` a dataset is used as is (a `datasets.Dataset` in torch format: equal-length
@@ -41,14 +42,20 @@ from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from gpt_scratch.checkpointing import (  # noqa: F401  (latest_checkpoint: the loop's API too)
+    CHECKPOINTS_DIR,
+    TRAINER_STATE,
+    claim_run_folder,
+    latest_checkpoint,
+    load_checkpoint,
+    release_run_folder,
+    save_checkpoint,
+)
 from gpt_scratch.generation.book import generate_text_simple, text_to_token_ids, token_ids_to_text
 from gpt_scratch.hardware import warn_if_slow_bf16
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.plotting import plot_losses, plot_values
 
-CHECKPOINTS_DIR = "checkpoints"
-LATEST_MARKER = "latest"
-TRAINER_STATE = "trainer_state.json"
 SUMMARY_FILE = "training_summary.json"
 
 
@@ -91,7 +98,8 @@ class TrainingConfig:
     checkpoint_every: int | None = option(
         None, "save a resumable checkpoint every this many optimizer steps (one is always made at the end)"
     )
-    resume: bool = option(False, "continue from OUTPUT_DIR/checkpoints/latest")
+    resume: bool = option(False, "continue the run in OUTPUT_DIR from its newest readable checkpoint")
+    overwrite: bool = option(False, "replace the run OUTPUT_DIR holds (without it, such a folder is refused)")
     log_with: str | None = option(None, "accelerate tracker, e.g. tensorboard or wandb")
     progress_bar: bool = option(True, "show a tqdm progress bar")
 
@@ -111,6 +119,10 @@ class TrainingConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"TrainingConfig.{name} must be >= 1 or None, got {value}")
+        if self.resume and self.overwrite:
+            raise ValueError(
+                "TrainingConfig: resume (--resume) and overwrite (--overwrite) exclude each other"
+            )
 
 
 # The book's runs, each written once. Chapter 5's are TrainingConfig's defaults; the workflows start from these.
@@ -271,6 +283,9 @@ class Run:
     steps_per_epoch: int
     total_steps: int
     state: TrainState
+    arguments: dict[str, Any] = field(default_factory=dict)  # what the run was asked; a resume must match
+    resumes: list[dict[str, Any]] = field(default_factory=list)  # each resume: its step, what changed
+    lock: Any = None  # the run folder's lock (checkpointing.claim_run_folder), released by `finish`
 
     @property
     def output_dir(self) -> Path:
@@ -302,15 +317,24 @@ def train(
     `extra_hyperparameters` (e.g. the model preset) into its "hyperparameters".
     """
     start_time = time.time()
-    run = prepare(model, train_dataset, val_dataset, config, test_dataset=test_dataset, collate_fn=collate_fn)
     hyperparameters = {**dataclasses.asdict(config), **(extra_hyperparameters or {})}
-    model_config = getattr(run.accelerator.unwrap_model(run.model), "config", None)
+    model_config = getattr(model, "config", None)
     if model_config is not None:
         hyperparameters["model_config"] = model_config.to_diff_dict()
-    if config.log_with:
-        run.accelerator.init_trackers("gpt_scratch", config=_flat_scalars(hyperparameters))
-    fit(run, task, tokenizer)
-    summary = finish(run, task, tokenizer, hyperparameters, base_model, datasets, start_time)
+    arguments = {**hyperparameters, "datasets": list(datasets or [])}  # what a resume must match
+    if model_config is not None:
+        arguments["model_config"] = model_config.to_dict()  # every field, not only those off the defaults
+    run = prepare(
+        model, train_dataset, val_dataset, config, test_dataset=test_dataset, collate_fn=collate_fn,
+        arguments=arguments,
+    )  # fmt: skip
+    try:
+        if config.log_with:
+            run.accelerator.init_trackers("gpt_scratch", config=_flat_scalars(hyperparameters))
+        fit(run, task, tokenizer)
+        summary = finish(run, task, tokenizer, hyperparameters, base_model, datasets, start_time)
+    finally:
+        release_run_folder(run.lock)
     model = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
     return TrainResult(model, run.state.history, summary, run.output_dir, run.accelerator)
 
@@ -323,8 +347,14 @@ def prepare(
     *,
     test_dataset: Any | None = None,
     collate_fn: Callable | None = None,
+    arguments: dict[str, Any] | None = None,
 ) -> Run:
-    """The accelerator, the loaders, AdamW and the learning-rate schedule; the checkpoint's state when resuming."""
+    """The accelerator, the loaders, AdamW and the learning-rate schedule; the checkpoint's state when resuming.
+
+    The run folder is locked until `finish` (`checkpointing.claim_run_folder`: a folder that holds a run needs
+    `resume` or `overwrite`). `arguments` (the hyperparameters and "datasets"; default: the config's fields) are what
+    a resume must match, but for the evaluation, logging and checkpoint settings.
+    """
     if config.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError(
             "mixed_precision='fp16' needs a GPU (fp16 autocast with a grad scaler); on CPU use 'bf16'"
@@ -340,9 +370,42 @@ def prepare(
     )
     if config.mixed_precision == "bf16":
         warn_if_slow_bf16("mixed_precision='bf16' (--mixed-precision bf16)", accelerator.device)
-    set_seed(config.seed)  # before the loaders are prepared: the seedable sampler takes its seed from here
+    lock, checkpoint = claim_run_folder(accelerator, config)
+    try:
+        run = _prepare(accelerator, model, train_dataset, val_dataset, config, test_dataset, collate_fn)
+        run.lock = lock
+        run.arguments = {
+            **(arguments or dataclasses.asdict(config)),
+            "train_examples": len(train_dataset) if hasattr(train_dataset, "__len__") else None,
+            "total_steps": run.total_steps,
+            "num_processes": accelerator.num_processes,
+        }
+        if checkpoint is not None:
+            try:
+                run.state = TrainState(**load_checkpoint(run, checkpoint))
+            except TypeError as error:
+                raise ValueError(f"{checkpoint / TRAINER_STATE}: {error}") from error
+            if run.state.step > run.total_steps:
+                raise ValueError(
+                    f"{checkpoint} is at step {run.state.step}, past this run's {run.total_steps} steps "
+                    "(--max-steps, --num-epochs)"
+                )
+            changed = "".join(f", {k} {old} -> {new}" for k, (old, new) in run.resumes[-1]["changed"].items())
+            accelerator.print(
+                f"Resumed from {checkpoint} (step {run.state.step}, epoch {run.state.epoch + 1}){changed}"
+            )
+        elif config.resume:
+            accelerator.print(f"No checkpoint in {output_dir / CHECKPOINTS_DIR}: starting from scratch")
+    except BaseException:
+        release_run_folder(lock)
+        raise
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        _write_metric_logs(output_dir, run.state.history, rewrite=True)
+    return run
+
+
+def _prepare(accelerator, model, train_dataset, val_dataset, config, test_dataset, collate_fn) -> Run:
+    set_seed(config.seed)  # before the loaders are prepared: the seedable sampler takes its seed from here
 
     # Each loader has its own generator: making an iterator draws a seed from it, and a draw from torch's global
     # RNG would shift the dropout masks after a resume (the resumed run makes one iterator more).
@@ -390,22 +453,9 @@ def prepare(
         total_steps = min(total_steps, config.max_steps)
     # Stepped by hand once per optimizer step (accelerate's prepared scheduler steps num_processes times per step).
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
-    accelerator.register_for_checkpointing(scheduler)
-
-    state = TrainState()
-    if config.resume:
-        checkpoint = latest_checkpoint(output_dir)
-        if checkpoint is None:
-            accelerator.print(f"No checkpoint in {output_dir / CHECKPOINTS_DIR}: starting from scratch")
-        else:
-            accelerator.load_state(str(checkpoint))
-            state = TrainState.load(checkpoint / TRAINER_STATE)
-            accelerator.print(f"Resumed from {checkpoint} (step {state.step}, epoch {state.epoch + 1})")
-    if accelerator.is_main_process:
-        _write_metric_logs(output_dir, state.history, rewrite=True)
     return Run(
         config, accelerator, model, optimizer, scheduler, train_loader, train_eval_loader, val_loader,
-        test_loader, steps_per_epoch, total_steps, state,
+        test_loader, steps_per_epoch, total_steps, TrainState(),
     )  # fmt: skip
 
 
@@ -452,7 +502,7 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
                 state.epoch, state.batches_in_epoch = state.epoch + 1, 0  # this step ended the epoch
             if config.checkpoint_every and state.step % config.checkpoint_every == 0:
                 with clock.paused():
-                    save_checkpoint(accelerator, run.output_dir, state)
+                    save_checkpoint(run)
                 last_checkpoint_step = state.step
             if state.step >= run.total_steps:
                 break
@@ -463,7 +513,7 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
     progress.close()
     clock.stop()
     if last_checkpoint_step != state.step:
-        save_checkpoint(accelerator, run.output_dir, state)
+        save_checkpoint(run)
 
 
 def finish(
@@ -489,17 +539,39 @@ def finish(
         task, base_model, datasets, hyperparameters, final, run.state, unwrapped, run.steps_per_epoch,
         start_time or time.time(),
     )  # fmt: skip
+    if run.resumes:
+        summary["resumes"] = run.resumes
     if accelerator.is_main_process:
-        unwrapped.save_pretrained(run.output_dir, state_dict=state_dict)
-        if tokenizer is not None:
-            # the model's context, not GPT-2's 1024
-            tokenizer.model_max_length = unwrapped.config.context_length
-            tokenizer.save_pretrained(run.output_dir)
+        _save_folder(run.output_dir, unwrapped, state_dict, tokenizer)
         summary["plots"] = _plot_history(run.state.history, run.output_dir)
         write_summary(run.output_dir, summary)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    release_run_folder(run.lock)
     return summary
+
+
+def _save_folder(output_dir: Path, model: Any, state_dict: dict[str, Any], tokenizer: Any) -> None:
+    """save_pretrained the model and tokenizer into a temporary folder, then move each file into `output_dir`.
+
+    training_summary.json goes first and comes back last (`write_summary`): a run killed while saving leaves
+    no summary beside a half-written folder, and its final checkpoint to resume from.
+    """
+    (output_dir / SUMMARY_FILE).unlink(missing_ok=True)
+    tmp = output_dir / CHECKPOINTS_DIR / ".tmp-save"  # beside the checkpoints: never uploaded
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, state_dict=state_dict)
+    if hasattr(model, "get_base_model"):  # a PEFT model saves its adapter; the card reads the base config
+        model.get_base_model().config.save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.model_max_length = model.config.context_length  # the model's context, not GPT-2's 1024
+        tokenizer.save_pretrained(tmp)
+    for path in sorted(tmp.iterdir()):
+        target = output_dir / path.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(path, target)
+    tmp.rmdir()
 
 
 def evaluate_model(run: Run, task: Task, num_batches: int | None) -> dict[str, float]:
@@ -624,55 +696,15 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Checkpoints: save_state into a temporary folder, renamed into place when complete; `latest` names the newest.
-
-
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainState) -> Path:
-    """Write checkpoints/step-NNNNNN atomically: a crash while writing leaves the previous checkpoint intact."""
-    root = Path(output_dir) / CHECKPOINTS_DIR
-    name = f"step-{state.step:06d}"
-    final, tmp = root / name, root / f".tmp-{name}"
-    if accelerator.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)  # debris of a crash while writing
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))  # every process writes its random states; the main one the rest
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        state.save(tmp / TRAINER_STATE)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        marker_tmp = root / f".{LATEST_MARKER}.tmp"
-        marker_tmp.write_text(name + "\n")
-        os.replace(marker_tmp, root / LATEST_MARKER)
-        for old in root.glob("step-*"):  # keep only the newest complete checkpoint
-            if old.name != name:
-                shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint `latest` names, else the newest complete step-* folder, else None."""
-    root = Path(output_dir) / CHECKPOINTS_DIR
-    marker = root / LATEST_MARKER
-    if marker.is_file():
-        candidate = root / marker.read_text().strip()
-        if (candidate / TRAINER_STATE).is_file():
-            return candidate
-    complete = sorted(p for p in root.glob("step-*") if (p / TRAINER_STATE).is_file())
-    return complete[-1] if complete else None
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Logs, plots, summary
 
 
 def write_summary(output_dir: str | os.PathLike, summary: dict[str, Any]) -> Path:
     """Write training_summary.json, then the model card when the `hub_card` package offers `write_model_card`."""
     path = Path(output_dir) / SUMMARY_FILE
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    tmp = path.with_name(f".{SUMMARY_FILE}.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    os.replace(tmp, path)  # whole or not at all
     try:
         from gpt_scratch.hub.card import write_model_card
     except ImportError:

@@ -88,9 +88,9 @@ def test_a_run_stopped_after_a_checkpoint_resumes_exactly(tmp_path, verdict, one
 
     save = training_module.save_checkpoint
 
-    def save_then_stop(accelerator, output_dir, state):
-        path = save(accelerator, output_dir, state)
-        if state.step == 24:  # 18 optimizer steps an epoch: 6 steps into the second
+    def save_then_stop(run):
+        path = save(run)
+        if run.state.step == 24:  # 18 optimizer steps an epoch: 6 steps into the second
             raise KeyboardInterrupt
         return path
 

@@ -273,11 +273,7 @@ def finetune_classifier(
     if lora_rank:
         from gpt_scratch.workflows.lora import add_lora
 
-        model = add_lora(model, lora_rank, lora_alpha)
-        # The loop renders the model card from output_dir/config.json; a PEFT model saves only its adapter.
-        if process_state().is_main_process:
-            Path(training.output_dir).mkdir(parents=True, exist_ok=True)
-            model.get_base_model().config.save_pretrained(training.output_dir)
+        model = add_lora(model, lora_rank, lora_alpha)  # the loop saves the base config beside the adapter
     else:
         set_trainable(model, trainable)
     num_trainable = count_trainable(model)
