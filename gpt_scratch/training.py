@@ -671,7 +671,11 @@ class StreamLoader:
                     f"a training stream needs {method}() to be resumable; {type(dataset).__name__} has none"
                 )
         self.dataset, self.device, self.batch_size = dataset, device, batch_size
-        self.loader = DataLoader(dataset, batch_size, collate_fn=collate_fn, drop_last=drop_last)
+        # its own generator: a new iterator (each pass) draws a seed, and a draw from torch's RNG moves dropout
+        generator = torch.Generator().manual_seed(0)
+        self.loader = DataLoader(
+            dataset, batch_size, collate_fn=collate_fn, drop_last=drop_last, generator=generator
+        )
         self.batches = 0  # taken by the loop, over every pass
 
     def __iter__(self) -> Iterator[Any]:
@@ -719,7 +723,7 @@ def _stream_loaders(train_dataset, val_dataset, test_dataset, config, collate_fn
         windows = list(itertools.islice(iter(dataset), num_batches * eval_batch_size))
         if start is not None:
             dataset.load_state_dict(start)
-        loader = DataLoader(windows, eval_batch_size, collate_fn=collate_fn)
+        loader = DataLoader(windows, eval_batch_size, collate_fn=collate_fn, generator=torch.Generator())
         return [send_to_device(batch, accelerator.device) for batch in loader]
 
     def save(models: Any, weights: Any, checkpoint: str) -> None:
