@@ -24,6 +24,7 @@ A training set may also be a stream (a torch `IterableDataset` with a JSON-able 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
 import itertools
@@ -418,7 +419,7 @@ def _loaders(model, optimizer, train_dataset, val_dataset, test_dataset, config,
         )
     # The train loss is evaluated on the first eval_iter batches of an unshuffled loader: the same batches every
     # time, and no draw from the training loader's random state (which resuming must reproduce exactly).
-    train_eval_loader = make_loader(train_dataset, eval_batch_size, shuffle=False)
+    train_eval_loader = make_loader(_first_epoch(train_dataset), eval_batch_size, shuffle=False)
     val_loader = make_loader(val_dataset, eval_batch_size, shuffle=False) if val_dataset else None
     test_loader = make_loader(test_dataset, eval_batch_size, shuffle=False) if test_dataset else None
 
@@ -538,6 +539,8 @@ def _rest_of_epoch(run: Run) -> Any:
     if run.streaming:
         return run.train_loader  # endless; a resumed stream continues from the state in the checkpoint
     run.train_loader.set_epoch(run.state.epoch)
+    if hasattr(run.train_loader.dataset, "set_epoch"):  # accelerate skips it when the sampler has one
+        run.train_loader.dataset.set_epoch(run.state.epoch)  # e.g. RandomWindows: fresh windows each epoch
     if run.state.batches_in_epoch:
         return run.accelerator.skip_first_batches(run.train_loader, run.state.batches_in_epoch)
     return run.train_loader
@@ -925,6 +928,11 @@ def _sum_over_processes(value: int, accelerator: Accelerator) -> int:
     if accelerator.num_processes == 1:
         return int(value)
     return int(accelerator.reduce(torch.tensor(value, device=accelerator.device), reduction="sum").item())
+
+
+def _first_epoch(dataset: Any) -> Any:
+    """A copy that the loop's `set_epoch` leaves at epoch 0 (RandomWindows' train-loss windows stay the same)."""
+    return copy.copy(dataset) if hasattr(dataset, "set_epoch") else dataset
 
 
 def _torch_format(dataset: Any) -> Any:
