@@ -4,12 +4,15 @@ write: the same training as the prepared folder's sequential windows, exact resu
 import itertools
 import json
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
 from accelerate.state import AcceleratorState
+from accelerate.utils import set_seed
 from datasets import Dataset
-from test_pretrain import assert_same_weights, run_cli, weights, write_tiny_config
+from test_pretrain import assert_same_weights, env, run_cli, weights, write_tiny_config
 
 from gpt_scratch import training as training_module
 from gpt_scratch.data.prepared import load_source_dataset, prepare_corpus
@@ -19,6 +22,7 @@ from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 from gpt_scratch.training import CausalLMTask, TrainingConfig, train
 from gpt_scratch.workflows.pretrain import PretrainOptions, pretrain
 
+from conftest import PROJECT_ROOT
 from conftest import tiny_config as conftest_tiny_config
 
 pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files
@@ -184,21 +188,28 @@ class Interleaved(torch.utils.data.IterableDataset):
             part.load_state_dict(part_state)
 
 
-def test_two_processes_each_read_their_own_share_of_the_stream(tmp_path, parquet_files):
+def test_two_processes_each_read_their_own_share_and_resume_exactly(tmp_path, parquet_files):
     """2 processes != 1 process by construction: each process reads its own file (split_dataset_by_node), so a
     step's 4 windows are 2 of file 0 and 2 of file 1, not 4 consecutive windows. Checked instead: the shares are
-    disjoint, and the 2-process run (DDP averages the gradients) equals one process training on those same
-    windows, 2 of each share a step."""
+    disjoint, and a 2-process run (DDP averages the gradients), killed after its step-3 checkpoint and resumed,
+    ends with the weights of one process training on those same windows, 2 of each share a step."""
     config_path = write_tiny_config(tmp_path, drop_rate=0.0)
     two = tmp_path / "two"
     flags = [
         "--dataset", "parquet", "--data-files", str(parquet_files / "*.parquet"), "--streaming",
         "--val-ratio", "0", "--config", str(config_path), "--max-steps", "6", "--batch-size", "2",
-        "--eval-freq", "100", "--eval-iter", "1", "--final-eval-iter", "1", "--no-progress-bar",
-        "--start-context", "", "--output-dir", str(two),
+        "--checkpoint-every", "3", "--eval-freq", "100", "--eval-iter", "1", "--final-eval-iter", "1",
+        "--no-progress-bar", "--start-context", "", "--output-dir", str(two),
     ]  # fmt: skip
-    run_cli("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531", "-m", "gpt_scratch",
-            "pretrain", *flags)  # fmt: skip
+    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    killed = subprocess.run(
+        [sys.executable, *torchrun, "tests/stop_after_checkpoint.py", "3", "pretrain", *flags],
+        cwd=PROJECT_ROOT, env=env(), capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert killed.returncode != 0 and (two / "checkpoints" / "step-000003").is_dir(), killed.stderr[-3000:]
+    assert not (two / "model.safetensors").exists()
+    resumed = run_cli(*torchrun, "-m", "gpt_scratch", "pretrain", *flags, "--resume")
+    assert "Resumed from" in resumed.stdout + resumed.stderr and "(step 3," in resumed.stdout + resumed.stderr
     checkpoint = two / "checkpoints" / "step-000006"
     states = [json.loads(training_module.stream_state_file(checkpoint, r).read_text()) for r in range(2)]
     assert [s["batches"] for s in states] == [6, 6]
@@ -210,8 +221,7 @@ def test_two_processes_each_read_their_own_share_of_the_stream(tmp_path, parquet
     assert shares[0] and shares[1] and not set(shares[0]) & set(shares[1])
     assert len(shares[0]) >= 12 and len(shares[1]) >= 12  # 6 steps of 2 windows, within one pass
 
-    set_seed = __import__("accelerate.utils", fromlist=["set_seed"]).set_seed
-    set_seed(123)
+    set_seed(123)  # as pretrain does before it makes the model
     model = GPTScratchForCausalLM(tiny_config(drop_rate=0.0))
     one = tmp_path / "one"
     parts = [StreamingWindows(source, tokenizer, 32, rank=r, world_size=2) for r in range(2)]
