@@ -715,6 +715,11 @@ def _stream_loaders(train_dataset, val_dataset, test_dataset, config, collate_fn
         raise ValueError("With a training stream, eval_iter must be a number of batches, not None (all)")
     if test_dataset is not None:
         raise ValueError("A test set is not supported with a training stream")
+    if config.num_workers:
+        raise ValueError(
+            "A training stream is read in the training process (num_workers=0), where its state is exact: "
+            f"num_workers={config.num_workers} is not supported"
+        )
     train_loader = StreamLoader(
         train_dataset, config.batch_size, collate_fn, config.drop_last, accelerator.device
     )

@@ -15,7 +15,8 @@ from datasets import Dataset
 from test_pretrain import assert_same_weights, env, run_cli, weights, write_tiny_config
 
 from gpt_scratch import training as training_module
-from gpt_scratch.data.prepared import load_source_dataset, prepare_corpus
+from gpt_scratch.cli import main
+from gpt_scratch.data.prepared import PreparedCorpus, load_source_dataset, prepare_corpus
 from gpt_scratch.data.streaming import StreamingWindows, text_in_validation
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
@@ -94,7 +95,26 @@ def test_a_stream_trains_as_the_prepared_folders_sequential_windows(tmp_path, pa
     assert_same_weights(loaded.state_dict(), weights(tmp_path / "streamed"), 0.0)
 
 
-def test_a_streaming_run_needs_a_length_and_a_dataset(tmp_path, parquet_files):
+def test_a_dataset_without_streaming_is_loaded_and_split_as_the_books_text(
+    tmp_path, parquet_files, one_thread
+):
+    prepared = tmp_path / "prepared"
+    prepare_corpus(
+        None, prepared, dataset="parquet", data_files=[str(parquet_files / "*.parquet")], train_ratio=0.9,
+        progress_bar=False,
+    )  # fmt: skip
+    expected = {s: len(PreparedCorpus(prepared).windows(s, 32)) for s in ("train", "validation")}
+    result = pretrain(
+        None, config(tmp_path / "run", max_steps=2), stream_options(parquet_files, streaming=False),
+        model_config=tiny_config(),
+    )  # fmt: skip
+    hyper = result.summary["hyperparameters"]
+    assert (hyper["train_windows"], hyper["val_windows"]) == (expected["train"], expected["validation"])
+    assert result.summary["datasets"][0]["streaming"] is False
+    assert result.summary["datasets"][0]["data_files"] == [str(parquet_files / "*.parquet")]
+
+
+def test_a_streaming_run_needs_a_length_and_a_dataset(tmp_path, parquet_files, capsys):
     with pytest.raises(ValueError, match="--max-steps or --max-tokens"):
         pretrain(None, config(tmp_path / "a"), stream_options(parquet_files), model_config=tiny_config())
     with pytest.raises(ValueError, match="give --dataset"):
@@ -111,6 +131,25 @@ def test_a_streaming_run_needs_a_length_and_a_dataset(tmp_path, parquet_files):
     )
     with pytest.raises(ValueError, match="max_steps"):
         train(GPTScratchForCausalLM(tiny_config()), windows, None, config(tmp_path / "c"), CausalLMTask(None))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(ValueError, match="num_workers=2 is not supported"):
+        train(
+            GPTScratchForCausalLM(tiny_config()), windows, None, config(tmp_path / "d", max_steps=2, num_workers=2),
+            CausalLMTask(None),
+        )  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
+    flags = [
+        "pretrain",
+        "--dataset",
+        "parquet",
+        "--data-files",
+        str(parquet_files / "*.parquet"),
+        "--streaming",
+    ]
+    assert main([*flags, "--output-dir", str(tmp_path / "e")]) == 2
+    assert "error: a stream has no length: give --max-steps or --max-tokens" in capsys.readouterr().err
+    assert main([*flags, "the-verdict.txt", "--output-dir", str(tmp_path / "f")]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 def test_validation_documents_are_held_out_by_a_hash_of_their_text(parquet_files):

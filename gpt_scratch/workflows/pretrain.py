@@ -135,7 +135,6 @@ def pretrain(
         )
     if options.streaming:
         splits = streaming_datasets(options, tokenizer, model_config.context_length, training)
-        described = [describe_stream(options)]
     elif isinstance(corpus, (str, os.PathLike)) and is_prepared_folder(corpus):
         prepared = PreparedCorpus(corpus, tokenizer)
         if prepared.meta["tokenizer"]["vocab_size"] > model_config.vocab_size:
@@ -170,6 +169,8 @@ def pretrain(
                 cache_dir=options.cache_dir,
             )
         described = describe_data(corpus)
+    if options.dataset is not None:
+        described = [describe_dataset_source(options)]
     set_seed(training.seed)  # the book's torch.manual_seed(123) before the model is made
     model = GPTScratchForCausalLM(model_config)
     return train(
@@ -238,7 +239,7 @@ def streaming_datasets(
     return splits
 
 
-def describe_stream(options: PretrainOptions) -> dict[str, Any]:
+def describe_dataset_source(options: PretrainOptions) -> dict[str, Any]:
     name = (
         options.dataset if options.dataset_config is None else f"{options.dataset} ({options.dataset_config})"
     )
@@ -248,7 +249,7 @@ def describe_stream(options: PretrainOptions) -> dict[str, Any]:
         "config": options.dataset_config,
         "split": options.dataset_split,
         "data_files": _files(options),
-        "streaming": True,
+        "streaming": options.streaming,
         "val_ratio": options.val_ratio,
     }
 
