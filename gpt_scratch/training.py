@@ -740,11 +740,11 @@ def _stream_loaders(train_dataset, val_dataset, test_dataset, config, collate_fn
 
     def load(models: Any, checkpoint: str) -> None:
         path = stream_state_file(checkpoint, accelerator.process_index)
-        if not path.is_file():
-            saved = len(list(Path(checkpoint).glob("stream-*.json")))
+        saved = len(list(Path(checkpoint).glob("stream-*.json")))
+        if saved != accelerator.num_processes or not path.is_file():
             raise ValueError(
-                f"{checkpoint} holds no stream state for process {accelerator.process_index} (it has {saved}): resume "
-                "a streaming run with the number of processes it was started with"
+                f"{checkpoint} holds the stream states of {saved} processes, this run has "
+                f"{accelerator.num_processes}: resume a streaming run with the number of processes it was started with"
             )
         train_loader.load_state_dict(json.loads(path.read_text()))
 

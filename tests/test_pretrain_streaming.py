@@ -4,6 +4,7 @@ write: the same training as the prepared folder's sequential windows, exact resu
 import itertools
 import json
 import random
+import shutil
 import subprocess
 import sys
 
@@ -195,6 +196,15 @@ def test_a_stream_stopped_after_a_checkpoint_resumes_exactly(
     AcceleratorState._reset_state(reset_partial_state=True)
     monkeypatch.setattr(training_module, "save_checkpoint", save)
     assert passes[5] == 0 and passes[20] == 1  # stopped in the second pass over the stream
+    other = tmp_path / "saved-by-two-processes"
+    shutil.copytree(tmp_path / "run", other)
+    checkpoint = other / "checkpoints" / "step-000020"
+    shutil.copy(
+        training_module.stream_state_file(checkpoint, 0), training_module.stream_state_file(checkpoint, 1)
+    )
+    with pytest.raises(ValueError, match="stream states of 2 processes, this run has 1"):
+        pretrain(None, config(other, resume=True, **flags), options, model_config=tiny_config())
+    AcceleratorState._reset_state(reset_partial_state=True)
     resumed = pretrain(
         None, config(tmp_path / "run", resume=True, **flags), options, model_config=tiny_config()
     )

@@ -6,7 +6,7 @@ batches, a 90/10 train/validation split, seed 123, and the sample "Every effort 
 
     gpt-scratch pretrain                                   # the book's run
     gpt-scratch pretrain 'corpus/*.txt' --preset gpt2-small --context-length 1024 --output-dir runs/mine
-    gpt-scratch pretrain --dataset HuggingFaceFW/fineweb-edu --dataset-config sample-10BT --streaming --max-tokens 1e9
+    gpt-scratch pretrain --dataset HuggingFaceFW/fineweb-edu --dataset-config sample-10BT --streaming --max-tokens 1000000000
     accelerate launch --multi_gpu --num_processes 2 -m gpt_scratch pretrain --output-dir runs/ddp
     torchrun --nproc_per_node 2 -m gpt_scratch pretrain --output-dir runs/ddp
 
@@ -90,7 +90,7 @@ class PretrainOptions:
 
 
 def pretrain(
-    corpus: Source = "the-verdict",
+    corpus: Source | None = "the-verdict",
     training: TrainingConfig | None = None,
     options: PretrainOptions | None = None,
     *,
@@ -129,6 +129,10 @@ def pretrain(
         steps = max_steps_for_tokens(options.max_tokens, tokens_per_step)
         training = dataclasses.replace(training, max_steps=min(steps, training.max_steps or steps))
     sampling = options.sampling
+    if options.dataset is not None and corpus not in (None, "the-verdict"):
+        raise ValueError(f"give a corpus ({corpus}) or a dataset ({options.dataset}), not both")
+    if corpus is None and options.dataset is None and not options.streaming:
+        raise ValueError("give a corpus or options.dataset")
     if options.dataset is not None and not options.streaming:
         corpus = load_source_dataset(
             options.dataset, options.dataset_config, _files(options), options.dataset_split
@@ -250,7 +254,7 @@ def describe_dataset_source(options: PretrainOptions) -> dict[str, Any]:
         "split": options.dataset_split,
         "data_files": _files(options),
         "streaming": options.streaming,
-        "val_ratio": options.val_ratio,
+        "val_ratio": options.val_ratio if options.streaming else None,
     }
 
 
@@ -306,8 +310,6 @@ def run(args: argparse.Namespace) -> int:
     if args.drop_rate is not None:
         model_config.drop_rate = args.drop_rate
     corpus = args.corpus[0] if len(args.corpus) == 1 else args.corpus
-    if args.dataset is not None and args.corpus != ["the-verdict"]:
-        raise ValueError(f"give a CORPUS ({corpus}) or --dataset ({args.dataset}), not both")
     result = pretrain(
         corpus,
         training,
