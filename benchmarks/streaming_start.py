@@ -7,7 +7,8 @@ runs `gpt-scratch pretrain --dataset text --data-files 'DIR/*.txt' --streaming -
 (2 layers, 32 dims, context 256, batch 8) and records, when the first training batch reaches the model and when
 the first optimizer step is done: the seconds since `pretrain` was called and the tokens tokenized so far (every
 `Encoder` call is counted: the training stream, the first training windows kept for the train loss, and the
-validation stream's documents). The corpus's own token count is read from a prepared folder when one is given
+validation stream's documents). Then the throughput of one process's stream: `StreamingWindows` (context 1024)
+over the corpus's first two files, tokens/s. The corpus's own token count is read from a prepared folder when one is given
 (`--corpus-tokens`), else estimated at the corpus's bytes per token from its first file.
 
 The machine is shared: timings are noisy; the CPU and the load average are printed with the figures.
@@ -99,7 +100,24 @@ def main() -> None:
     for name, (seconds, tokenized) in result["marks"].items():
         print(f"{name}: {seconds:.1f} s after the call, {tokenized:,} tokens tokenized of ~{tokens:,} "
               f"({100 * tokenized / tokens:.3f}%)")  # fmt: skip
+    result["stream_tokens_per_s"] = stream_throughput(sorted(corpus.glob("*.txt"))[:2])
+    print(f"one process streams {result['stream_tokens_per_s']:,.0f} tokens/s (windows of 1024)")
     print(json.dumps(result))
+
+
+def stream_throughput(files: list[Path], max_length: int = 1024) -> float:
+    import time
+
+    from gpt_scratch.data.prepared import load_source_dataset
+    from gpt_scratch.data.streaming import StreamingWindows
+    from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+
+    source = load_source_dataset("text", None, [str(f) for f in files], "train", streaming=True)
+    windows = StreamingWindows(source, GPTScratchTokenizer(), max_length)
+    start, count = time.perf_counter(), 0
+    for _ in windows:
+        count += 1
+    return count * max_length / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":
