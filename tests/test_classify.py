@@ -203,10 +203,28 @@ def test_other_table_with_flags(tmp_path, lm_folder):
     summary = result.summary
     assert summary["hyperparameters"]["split_sizes"] == {"train": 21, "validation": 3, "test": 6}
     assert summary["hyperparameters"]["max_length"] == 6
-    assert summary["hyperparameters"]["positive_label"] == "good"
+    assert summary["hyperparameters"]["positive_label"] is None  # three classes: every class, and macro
     assert result.model.config.id2label == {0: "bad", 1: "meh", 2: "good"}
     assert summary["parameters"]["trainable"] == summary["parameters"]["total"]
-    assert 0.0 <= summary["metrics"]["test_f1"] <= 1.0
+    # Three classes: macro averages and per-class figures named by label, never one class's under "test_f1"
+    metrics = summary["metrics"]
+    assert "test_f1" not in metrics and "test_precision" not in metrics
+    data = prepare_classification_data(
+        csv, text_column="review", label_column="sentiment", label2id={"bad": 0, "meh": 1, "good": 2},
+        max_length=6, drop_invalid=True,
+    )  # fmt: skip
+    for split, prefix in (("validation", "val"), ("test", "test")):
+        predicted, true = predict(result.model, data.dataset[split]), data.dataset[split]["labels"]
+        f1s = []
+        for label_id, name in enumerate(("bad", "meh", "good")):  # by hand: one class against the rest
+            tp = sum(p == t == label_id for p, t in zip(predicted, true, strict=True))
+            precision = tp / predicted.count(label_id) if predicted.count(label_id) else 0.0
+            recall = tp / true.count(label_id) if true.count(label_id) else 0.0
+            f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+            assert metrics[f"{prefix}_precision[{name}]"] == pytest.approx(precision)
+            assert metrics[f"{prefix}_recall[{name}]"] == pytest.approx(recall)
+            assert metrics[f"{prefix}_f1[{name}]"] == pytest.approx(f1s[-1])
+        assert metrics[f"{prefix}_f1_macro"] == pytest.approx(sum(f1s) / 3)
 
 
 def test_texts_longer_than_the_context_need_max_length(tmp_path):

@@ -152,8 +152,8 @@ def test_any_table_three_classes(tmp_path, suffix):
 def test_labels_inferred_and_balanced(tmp_path):
     rows = THREE_CLASSES + [{"text": "Superb", "sentiment": "positive"}]
     data = prepare_classification_data(
-        write_table(tmp_path, ".csv", rows), label_column="sentiment", balance=True
-    )
+        write_table(tmp_path, ".csv", rows), label_column="sentiment", balance=True, validation_frac=0.0
+    )  # 9 rows: too few for a validation row too
     assert data.label2id == LABEL2ID  # sorted distinct labels
     labels = sum((list(ds["labels"]) for ds in data.dataset.values()), [])
     assert sorted(labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # 5 positive undersampled to 3
@@ -176,8 +176,8 @@ def test_invalid_rows_named_or_dropped(tmp_path, caplog):
 
     with caplog.at_level(logging.WARNING, logger="gpt_scratch.data.classification"):
         data = prepare_classification_data(
-            path, label_column="sentiment", label2id=LABEL2ID, drop_invalid=True
-        )
+            path, label_column="sentiment", label2id=LABEL2ID, drop_invalid=True, validation_frac=0.0
+        )  # 4 rows: too few for a validation row too
     assert data.num_dropped == 2 and sum(ds.num_rows for ds in data.dataset.values()) == 4
     assert "dropped 2 invalid rows" in caplog.text
 
@@ -193,6 +193,18 @@ def test_metric_matches_sklearn():
         assert got["recall"] == pytest.approx(recall_score(references, predictions, **kw))
         assert got["f1"] == pytest.approx(f1_score(references, predictions, **kw))
         assert got["num_examples"] == 200
+    got = classification_metrics(predictions, references, num_labels=3)  # three classes: macro and per class
+    macro = {"labels": [0, 1, 2], "zero_division": 0}
+    assert got["precision_macro"] == pytest.approx(
+        precision_score(references, predictions, average="macro", **macro)
+    )
+    assert got["recall_macro"] == pytest.approx(
+        recall_score(references, predictions, average="macro", **macro)
+    )
+    assert got["f1_macro"] == pytest.approx(f1_score(references, predictions, average="macro", **macro))
+    assert got["f1_per_class"] == pytest.approx(
+        list(f1_score(references, predictions, average=None, **macro))
+    )
     none_predicted = classification_metrics([0, 0], [1, 0])
     assert none_predicted == {"accuracy": 0.5, "precision": 0.0, "recall": 0.0, "f1": 0.0, "num_examples": 2}
 

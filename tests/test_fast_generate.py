@@ -69,11 +69,23 @@ def test_eos_stops_and_pads_finished_rows():
     assert torch.equal(stopped, greedy[:, : first_eos + 1])
 
 
+def test_past_the_context_crops_it_as_the_book():
+    """40 prompt + 20 new tokens in a context of 48: the book's generate_text_simple crops to the last 48."""
+    from gpt_scratch.generation.book import generate_text_simple
+
+    model = tiny_lm()
+    ids = torch.randint(0, 97, (2, 40), generator=torch.Generator().manual_seed(5))
+    expected = generate_text_simple(model, ids, 20, context_size=48)
+    assert torch.equal(generate_fast(model, ids, max_new_tokens=20), expected)
+    assert torch.equal(
+        generate_fast(model, torch.cat([ids, ids], 1), max_new_tokens=3),
+        generate_text_simple(model, torch.cat([ids, ids], 1), 3, context_size=48),
+    )
+
+
 def test_clear_errors():
     model = tiny_lm()
     ids = torch.zeros(1, 40, dtype=torch.long)
-    with pytest.raises(ValueError, match="context_length of 48"):
-        generate_fast(model, ids, max_new_tokens=10)
     with pytest.raises(ValueError, match="eval"):
         generate_fast(model.train(), ids[:, :4], max_new_tokens=2)
     with pytest.raises(ValueError, match="StaticKVCache holds 3"):

@@ -5,11 +5,10 @@ import tiktoken
 import torch
 from torch import nn
 
-from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.generation.book import generate, generate_text_simple, text_to_token_ids, token_ids_to_text
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 
-from conftest import BOOK_IDS, BOOK_TEXT
+from conftest import BOOK_IDS, BOOK_TEXT, tiny_config
 
 pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files or the book's data, from ../shared
 
@@ -19,12 +18,11 @@ CONTEXT_LENGTH = 24
 @pytest.fixture(scope="module")
 def model() -> GPTScratchForCausalLM:
     torch.manual_seed(0)
-    config = GPTScratchConfig(
+    config = tiny_config(
         vocab_size=101,
         context_length=CONTEXT_LENGTH,
         emb_dim=32,
         n_heads=4,
-        n_layers=2,
         drop_rate=0.1,  # eval() must switch it off
         qkv_bias=True,
         bos_token_id=None,
@@ -186,7 +184,7 @@ def test_token_ids_to_text_rejects_a_batch(hf_gpt2_tokenizer):
 def test_book_pipeline_end_to_end(hf_gpt2_tokenizer):
     """text -> ids -> generate -> text, the book's chapter 5 loop, on a model with GPT-2's vocabulary size."""
     torch.manual_seed(0)
-    config = GPTScratchConfig(vocab_size=50257, context_length=16, emb_dim=16, n_heads=2, n_layers=1)
+    config = tiny_config(context_length=16, n_layers=1, drop_rate=0.1)
     gpt = GPTScratchForCausalLM(config).eval()
     idx = text_to_token_ids("Every effort moves you", hf_gpt2_tokenizer)
     torch.manual_seed(123)

@@ -12,7 +12,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
 from gpt_scratch.conversion_gpt_scratch import gpt2_config_to_scratch
 
-from conftest import run_clean_python
+from conftest import run_clean_python, tiny_config
 
 SHAPES = [
     dict(n_embd=32, n_layer=2, n_head=4, vocab_size=211, n_positions=64, tie_word_embeddings=True),
@@ -91,9 +91,7 @@ def test_import_picks_the_matching_preset(size, preset):
 def test_book_config_exports_to_gpt2(tmp_path):
     """A model without q/k/v bias (the book's training config) exports zero biases and the same logits."""
     torch.manual_seed(0)
-    config = GPTScratchConfig(
-        vocab_size=64, context_length=16, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0
-    )
+    config = tiny_config(vocab_size=64, context_length=16)
     model = GPTScratchForCausalLM(config).eval()
     model.save_gpt2(tmp_path)
     gpt2 = GPT2LMHeadModel.from_pretrained(tmp_path).eval()
@@ -136,9 +134,7 @@ CLEAN_PROCESS = textwrap.dedent(
 
 def test_saved_folder_loads_with_remote_code_in_a_clean_process(tmp_path):
     torch.manual_seed(0)
-    config = GPTScratchConfig(
-        vocab_size=64, context_length=32, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0
-    )
+    config = tiny_config(vocab_size=64, context_length=32)
     model = GPTScratchForCausalLM(config).eval()
     model.save_pretrained(tmp_path / "saved")
     hub_copy = shutil.copytree(tmp_path / "saved", tmp_path / "elsewhere" / "model")
@@ -183,9 +179,7 @@ def test_export_carries_gpt2s_tokenizer_for_plain_transformers(tmp_path):
     from gpt_scratch import GPTScratchTokenizer
 
     torch.manual_seed(0)
-    model = GPTScratchForCausalLM(
-        GPTScratchConfig(context_length=40, emb_dim=16, n_heads=2, n_layers=1)
-    ).eval()
+    model = GPTScratchForCausalLM(tiny_config(context_length=40, n_layers=1, drop_rate=0.1)).eval()
     model.save_gpt2(tmp_path / "exported")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "exported")
     assert len(tokenizer) == 50257 and tokenizer.model_max_length == 40
@@ -201,7 +195,7 @@ def test_export_carries_gpt2s_tokenizer_for_plain_transformers(tmp_path):
 
 def test_from_gpt2_on_a_gpt_scratch_folder_says_what_it_is(tmp_path):
     GPTScratchForCausalLM(
-        GPTScratchConfig(vocab_size=64, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
+        tiny_config(vocab_size=64, context_length=8, emb_dim=8, n_layers=1, drop_rate=0.1)
     ).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="'gpt_scratch' config .*load it with from_pretrained"):
         GPTScratchForCausalLM.from_gpt2(tmp_path)

@@ -11,15 +11,15 @@ from transformers import GPT2LMHeadModel
 
 import gpt_scratch
 from gpt_scratch import hardware
-from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.generation.fast_generate import generate_fast
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.quantization import layout_for_decoding, quantize, weight_bytes
 from gpt_scratch.training import CausalLMTask, TrainingConfig, train
 
 import benchmark
+from conftest import tiny_config
 
-TINY = dict(vocab_size=512, context_length=64, emb_dim=64, n_heads=4, n_layers=2, drop_rate=0.0)
+TINY = dict(vocab_size=512, emb_dim=64, n_heads=4)  # overrides of conftest.tiny_config
 # An AVX2-only CPU as the issue measured it: bf16 0.3 GFLOP/s, fp32 40 GFLOP/s.
 SLOW = hardware.Bf16Speed(fp32_flops=40e9, bf16_flops=0.3e9, capability="AVX2")
 FAST = hardware.Bf16Speed(fp32_flops=200e9, bf16_flops=900e9, capability="AVX512")
@@ -34,7 +34,7 @@ def slow_bf16(monkeypatch):
 def gpt2_pair(tmp_path):
     """Ours and transformers' GPT2LMHeadModel on the same random weights (written as a GPT-2 checkpoint)."""
     torch.manual_seed(0)
-    GPTScratchForCausalLM(GPTScratchConfig(**TINY)).save_gpt2(str(tmp_path / "gpt2"))
+    GPTScratchForCausalLM(tiny_config(**TINY)).save_gpt2(str(tmp_path / "gpt2"))
     ours = GPTScratchForCausalLM.from_gpt2(str(tmp_path / "gpt2")).eval()
     return ours, GPT2LMHeadModel.from_pretrained(tmp_path / "gpt2").eval()
 
@@ -62,7 +62,7 @@ def test_fast_bf16_does_not_warn(monkeypatch, recwarn):
 def test_training_loop_warns_on_slow_bf16(tmp_path, slow_bf16, fresh_accelerate_state):
     ids = torch.randint(0, 128, (8, 17), generator=torch.Generator().manual_seed(0))
     data = Dataset.from_dict({"input_ids": ids[:, :-1].tolist(), "target_ids": ids[:, 1:].tolist()})
-    model = GPTScratchForCausalLM(GPTScratchConfig(**{**TINY, "vocab_size": 128, "context_length": 32}))
+    model = GPTScratchForCausalLM(tiny_config(**{**TINY, "vocab_size": 128, "context_length": 32}))
     config = TrainingConfig(output_dir=str(tmp_path / "run"), max_steps=1, batch_size=4, eval_iter=1,
                             final_eval_iter=1, progress_bar=False, mixed_precision="bf16")  # fmt: skip
     with pytest.warns(UserWarning, match="mixed_precision='bf16'.*slower than fp32.*use fp32"):
@@ -121,7 +121,7 @@ def test_generate_and_chat_verbs_take_quantize(tmp_path, capsys):
     from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
     torch.manual_seed(0)
-    GPTScratchForCausalLM(GPTScratchConfig(**{**TINY, "vocab_size": 50257})).save_pretrained(tmp_path)
+    GPTScratchForCausalLM(tiny_config(**{**TINY, "vocab_size": 50257})).save_pretrained(tmp_path)
     GPTScratchTokenizer().save_pretrained(tmp_path)
     assert main(["generate", str(tmp_path), "--prompt", "Every effort", "--max-new-tokens", "4",
                  "--quantize", "int8"]) == 0  # fmt: skip

@@ -11,13 +11,7 @@ from huggingface_hub import HfApi, ModelCard, metadata_load
 from transformers import pipeline
 
 from gpt_scratch.hub.card import write_model_card
-from gpt_scratch.hub.push import (
-    IGNORE_PATTERNS,
-    InvalidFolderError,
-    files_to_upload,
-    push_folder,
-    validate_folder,
-)
+from gpt_scratch.hub.push import InvalidFolderError, PushError, plan_upload, push_folder, validate_folder
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
@@ -317,8 +311,7 @@ def test_push_is_create_repo_then_upload_folder(saved, offline_hub):
     assert args == ("me/gpt-scratch-spam",) and kwargs["private"] is True and kwargs["exist_ok"] is True
     assert branch_args == ("me/gpt-scratch-spam",) and branch_kwargs["branch"] == "v1"
     assert upload["folder_path"] == folder and upload["revision"] == "v1"
-    assert upload["ignore_patterns"] == IGNORE_PATTERNS and upload["ignore_patterns"] is not IGNORE_PATTERNS
-    assert "README.md" in files_to_upload(folder)
+    assert upload["allow_patterns"] == plan_upload(folder).files and "README.md" in upload["allow_patterns"]
 
 
 def test_model_push_to_hub_sends_the_code_files_and_keeps_the_card(saved, monkeypatch):
@@ -396,3 +389,215 @@ def test_write_card_option_fills_in_a_missing_card(saved, tmp_path, offline_hub)
     assert "README.md" in push_folder(folder, "me/tiny", dry_run=True, write_card=True)
     assert 'model_id = "me/tiny"' in (folder / "README.md").read_text()
     assert offline_hub == []
+
+
+MODEL_AND_RECORD = ["README.md", "config.json", "configuration_gpt_scratch.py", "conversion_gpt_scratch.py", "loss.png",
+                    "merges.txt", "model.safetensors", "modeling_gpt_scratch.py", "tokenization_gpt_scratch.py",
+                    "tokenizer_config.json", "training_summary.json", "vocab.json"]  # fmt: skip
+SECRETS = [".env", ".huggingface/token", "deploy.pem", "token"]
+
+
+@pytest.fixture
+def cluttered(saved, tmp_path) -> Path:
+    """A run folder as a user leaves it: a link to a file outside, secrets, a 3 GB stray file, a link inside."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "passwords.json").write_text('{"me": "hunter2"}')
+    folder = shutil.copytree(saved["classifier_dir"], tmp_path / "run")
+    (folder / "notes.json").symlink_to(tmp_path / "elsewhere" / "passwords.json")  # outside the folder
+    (folder / "curve.png").symlink_to("loss.png")  # inside: uploaded as the file it links to
+    (folder / ".env").write_text("HF_TOKEN=hf_secret\n")
+    (folder / "token").write_text("hf_secret")
+    (folder / ".huggingface").mkdir()
+    (folder / ".huggingface" / "token").write_text("hf_secret")
+    (folder / "deploy.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    with open(folder / "corpus.tar", "wb") as stray:  # sparse: 3 GB listed, nothing written
+        stray.truncate(3 * 1024**3)
+    return folder
+
+
+def test_push_refuses_credentials_and_names_each_one(cluttered, offline_hub, capsys):
+    from gpt_scratch.cli import main
+
+    problems = validate_folder(cluttered)
+    for name in SECRETS:
+        assert any(p.startswith(f"{name} looks like a credential") for p in problems), (name, problems)
+    assert len(problems) == len(SECRETS)  # not tokenizer_config.json, not the model's files
+    with pytest.raises(InvalidFolderError, match=r"\.huggingface/token looks like a credential"):
+        push_folder(cluttered, "me/gpt-scratch-spam", dry_run=True)
+    assert main(["push", str(cluttered), "me/gpt-scratch-spam"]) == 1
+    assert "--exclude '.env'" in capsys.readouterr().out
+    assert offline_hub == []
+
+
+def test_push_uploads_only_the_model_and_the_runs_record(cluttered, offline_hub, capsys):
+    excluded = [".env", "token", ".huggingface/", "*.pem"]
+    plan = plan_upload(cluttered, exclude=excluded)
+    assert plan.files == sorted([*MODEL_AND_RECORD, "curve.png"])
+    assert plan.outside == {"notes.json": str(cluttered.parent / "elsewhere" / "passwords.json")}
+    assert plan.not_needed == ["corpus.tar"] and plan.excluded == sorted(SECRETS) and plan.credentials == []
+
+    assert push_folder(cluttered, "me/gpt-scratch-spam", dry_run=True, exclude=excluded) == plan.files
+    err = capsys.readouterr().err
+    assert "notes.json links to" in err and "outside" in err
+    assert "corpus.tar (3.2 GB)" in err and "--include" in err
+
+    with_stray = push_folder(
+        cluttered, "me/gpt-scratch-spam", dry_run=True, exclude=excluded, include=["*.tar"]
+    )
+    assert with_stray == sorted([*plan.files, "corpus.tar"])
+    # --include never lets a secret or a link to outside through
+    assert plan_upload(cluttered, include=["*"]).credentials == sorted(SECRETS)
+    assert "notes.json" not in plan_upload(cluttered, include=["*"], exclude=excluded).files
+    assert any(
+        "config.json is excluded, but a Hub user needs it" in p
+        for p in validate_folder(cluttered, exclude=[*excluded, "config.json"])
+    )
+    (cluttered / "merges.txt").rename(cluttered.parent / "elsewhere" / "merges.txt")
+    (cluttered / "merges.txt").symlink_to(
+        cluttered.parent / "elsewhere" / "merges.txt"
+    )  # a file the model needs
+    assert any(
+        p.startswith("merges.txt links to") and "never uploaded" in p
+        for p in validate_folder(cluttered, exclude=excluded)
+    )
+    assert offline_hub == []
+
+
+def test_upload_folder_sends_exactly_the_planned_files(cluttered, monkeypatch):
+    """huggingface_hub's own upload_folder (its file listing and pattern matching), with only the commit recorded."""
+    import huggingface_hub.hf_api as hf_api
+
+    committed = []
+    monkeypatch.setattr(
+        hf_api, "is_xet_available", lambda: False
+    )  # the single-commit path: one create_commit
+    monkeypatch.setattr(HfApi, "_validate_yaml", lambda self, content, **kwargs: None)
+    monkeypatch.setattr(
+        HfApi, "create_repo", lambda self, repo_id, **kw: type("Url", (), {"repo_id": repo_id})()
+    )
+    monkeypatch.setattr(HfApi, "create_commit", lambda self, operations, **kw: committed.extend(operations))
+    (cluttered / "weird[1]*.png").write_bytes(b"\x89PNG")  # glob characters in a name match only that name
+    excluded = [".env", "token", ".huggingface/", "*.pem"]
+
+    push_folder(cluttered, "me/gpt-scratch-spam", exclude=excluded)
+    sent = {op.path_in_repo: Path(op.path_or_fileobj) for op in committed}
+    assert sorted(sent) == plan_upload(cluttered, exclude=excluded).files
+    assert "weird[1]*.png" in sent and "notes.json" not in sent and "corpus.tar" not in sent
+    assert all(path.resolve().is_relative_to(cluttered.resolve()) for path in sent.values())
+
+
+@pytest.mark.parametrize(
+    "repo_id", ["me/gpt/scratch", "me/gpt scratch", "me/-gpt", "me/gpt--scratch", "me/x.git", ""]
+)
+def test_invalid_repo_id_fails_the_dry_run(saved, offline_hub, capsys, repo_id):
+    from gpt_scratch.cli import main
+
+    with pytest.raises(ValueError, match="is not a Hub repo id"):
+        push_folder(saved["classifier_dir"], repo_id, dry_run=True)
+    assert main(["push", str(saved["classifier_dir"]), repo_id, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"gpt-scratch push: error: {repo_id!r} is not a Hub repo id")
+        and "Traceback" not in err
+    )
+    assert offline_hub == []
+
+
+@pytest.fixture
+def local_hub(monkeypatch):
+    """huggingface_hub pointed at 127.0.0.1 with offline mode off: `serve(status)` answers every request with
+    that HTTP status, `serve(None)` gives a port where nothing listens. No request leaves the machine."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from huggingface_hub import constants
+
+    servers = []
+
+    def serve(status: int | None) -> str:
+        if status is None:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]  # closed again: connections are refused
+        else:
+
+            class Refuse(BaseHTTPRequestHandler):
+                def answer(self):
+                    body = json.dumps({"error": "Invalid credentials in Authorization header"}).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+                do_GET = do_POST = do_PUT = answer
+
+                def log_message(self, *args):
+                    pass
+
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            servers.append(server)
+            port = server.server_address[1]
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+PUSH_FAILURES = {
+    "no network": (None, "cannot reach http://127.0.0.1:"),
+    "bad token": (401, "the Hub did not accept the token"),
+    "read-only token": (403, "the token may not write to me/gpt-scratch-spam"),
+}
+
+
+@pytest.mark.parametrize("failure", PUSH_FAILURES, ids=list(PUSH_FAILURES))
+def test_a_failed_push_is_one_clear_error(saved, local_hub, capsys, failure):
+    from gpt_scratch.cli import main
+
+    status, expected = PUSH_FAILURES[failure]
+    local_hub(status)
+    folder = str(saved["classifier_dir"])
+    with pytest.raises(PushError, match=expected):
+        push_folder(folder, "me/gpt-scratch-spam", token="hf_not_a_real_token")
+    assert main(["push", folder, "me/gpt-scratch-spam", "--token", "hf_not_a_real_token"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "gpt-scratch push: error: could not create me/gpt-scratch-spam on the Hub, nothing was"
+    )
+    assert expected in err and "Traceback" not in err and len(err.splitlines()) <= 2
+    if status == 401:
+        assert "hf auth login" in err and "Invalid credentials" in err
+
+
+def test_a_failed_upload_says_to_run_it_again(saved, offline_hub, monkeypatch, capsys):
+    from gpt_scratch.cli import main
+
+    def unreadable(self, **kwargs):
+        raise PermissionError(13, "Permission denied", "model.safetensors")
+
+    monkeypatch.setattr(HfApi, "upload_folder", unreadable)
+    assert main(["push", str(saved["classifier_dir"]), "me/gpt-scratch-spam"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "gpt-scratch push: error: the upload to me/gpt-scratch-spam failed (run the push again"
+    )
+    assert (
+        "PermissionError: [Errno 13] Permission denied: 'model.safetensors'" in err
+        and "cannot reach" not in err
+    )
+
+
+def test_push_with_hub_offline_mode_says_so(saved, capsys):
+    from gpt_scratch.cli import main
+
+    assert (
+        main(["push", str(saved["classifier_dir"]), "me/gpt-scratch-spam"]) == 1
+    )  # conftest: HF_HUB_OFFLINE=1
+    assert "HF_HUB_OFFLINE is set: unset it to push" in capsys.readouterr().err

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.modeling_gpt_scratch import MultiHeadAttention
 from gpt_scratch.teaching.attention import (
     CausalAttention,
@@ -12,6 +11,8 @@ from gpt_scratch.teaching.attention import (
     SelfAttention_v2,
     simplified_self_attention,
 )
+
+from conftest import tiny_config
 
 
 def book_inputs() -> torch.Tensor:
@@ -176,7 +177,7 @@ def test_wrapper_of_causal_heads_equals_fast_multi_head_attention(
     wrapper = MultiHeadAttentionWrapper(
         d_in, head_dim, context_length, 0.1, num_heads, qkv_bias=qkv_bias
     ).eval()
-    config = GPTScratchConfig(
+    config = tiny_config(
         emb_dim=d_in, n_heads=num_heads, context_length=context_length, drop_rate=0.1, qkv_bias=qkv_bias
     )
     config._attn_implementation = "sdpa" if use_sdpa else "eager"
@@ -197,7 +198,7 @@ def test_copied_weights_matter():
     """The equality above is not vacuous: a head copied into the wrong rows changes the output."""
     torch.manual_seed(0)
     wrapper = MultiHeadAttentionWrapper(6, 3, 5, 0.0, 2).eval()
-    fast = MultiHeadAttention(GPTScratchConfig(emb_dim=6, n_heads=2, context_length=5, drop_rate=0.0)).eval()
+    fast = MultiHeadAttention(tiny_config(emb_dim=6, context_length=5)).eval()
     copy_wrapper_into_fast(wrapper, fast)
     with torch.no_grad():
         x = torch.randn(2, 5, 6)

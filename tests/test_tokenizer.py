@@ -20,7 +20,7 @@ from gpt_scratch.tokenization_gpt_scratch import (
     register_auto_tokenizer,
 )
 
-from conftest import BOOK_IDS, BOOK_TEXT, ENCODER_JSON, VOCAB_BPE, run_clean_python
+from conftest import BOOK_IDS, BOOK_TEXT, ENCODER_JSON, VOCAB_BPE, run_clean_python, tiny_config
 
 pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files or the book's data, from ../shared
 
@@ -251,7 +251,7 @@ def test_saved_model_folder_loads_in_process_without_trust_remote_code(tok, tmp_
     import gpt_scratch
 
     model = gpt_scratch.GPTScratchForCausalLM(
-        gpt_scratch.GPTScratchConfig(emb_dim=8, n_heads=2, n_layers=1, context_length=16)
+        tiny_config(emb_dim=8, n_layers=1, context_length=16, drop_rate=0.1)
     )
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)

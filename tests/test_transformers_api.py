@@ -17,9 +17,9 @@ from transformers import (
     GPT2LMHeadModel,
 )
 
-from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, GPTScratchForSequenceClassification
+from gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 
-from conftest import run_clean_python
+from conftest import run_clean_python, tiny_config
 
 SHAPE = dict(n_embd=32, n_layer=2, n_head=4, vocab_size=101, n_positions=48)
 PAD = 0
@@ -105,9 +105,9 @@ def test_classifier_loss_honours_num_items_in_batch(problem_type):
                         num_labels=3 if problem_type != "regression" else 1)  # fmt: skip
     config.problem_type = problem_type
     ours = GPTScratchForSequenceClassification(
-        GPTScratchConfig(vocab_size=101, context_length=48, emb_dim=32, n_heads=4, n_layers=2,
-                         num_labels=config.num_labels, problem_type=problem_type, drop_rate=0.0,
-                         bos_token_id=PAD, eos_token_id=PAD, pad_token_id=PAD)
+        tiny_config(vocab_size=101, context_length=48, emb_dim=32, n_heads=4,
+                    num_labels=config.num_labels, problem_type=problem_type,
+                    bos_token_id=PAD, eos_token_id=PAD, pad_token_id=PAD)
     ).eval()  # fmt: skip
     gpt2 = GPT2ForSequenceClassification(config).eval()
     ids = random_ids(4, 7)
@@ -197,9 +197,7 @@ def test_a_causal_lm_folder_loads_as_every_auto_class_in_a_clean_process(tmp_pat
     from gpt_scratch import GPTScratchTokenizer
 
     torch.manual_seed(0)  # GPT-2's whole vocabulary, for the pipeline's tokenizer
-    ours = GPTScratchForCausalLM(
-        GPTScratchConfig(context_length=32, emb_dim=16, n_heads=2, n_layers=2)
-    ).eval()
+    ours = GPTScratchForCausalLM(tiny_config(context_length=32, drop_rate=0.1)).eval()
     ours.save_pretrained(tmp_path / "saved")
     GPTScratchTokenizer().save_pretrained(tmp_path / "saved")
     auto_map = json.loads((tmp_path / "saved" / "config.json").read_text())["auto_map"]

@@ -61,6 +61,9 @@ class ClassificationData:
     max_length: int  # every row of every split is padded or cut to this many tokens
     label2id: dict[str, int]
     num_dropped: int = 0  # invalid rows dropped (drop_invalid=True)
+    num_duplicates: int = (
+        0  # exact duplicate rows: removed (dedupe=True), else found in train and another split
+    )
     id2label: dict[int, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -163,6 +166,8 @@ def load_classification_rows(
     label_column: str | None = None,
     label2id: dict[str, int] | None = None,
     drop_invalid: bool = False,
+    min_rows: int = 1,
+    needs: str = "",
 ) -> tuple[ClassificationRows, int]:
     """Texts and class ids of `source`, and how many invalid rows were dropped.
 
@@ -170,7 +175,8 @@ def load_classification_rows(
     Columns default to `Text` / `Label` for the spam set and `text` / `label` otherwise. `label2id` defaults to
     ham -> 0, spam -> 1 for the spam set, otherwise to the sorted distinct labels (identity for integer labels).
     A row with an empty text or a label not in `label2id` raises `ValueError` naming the source and the row
-    (1-based, header not counted); with `drop_invalid=True` such rows are dropped and counted instead.
+    (1-based, header not counted); with `drop_invalid=True` such rows are dropped and counted instead. Fewer than
+    `min_rows` valid rows (what for: `needs`), or fewer than two classes, is a `ValueError` naming the source.
     """
     is_spam = isinstance(source, str) and source == "sms-spam"
     text_column = text_column or ("Text" if is_spam else "text")
@@ -204,8 +210,10 @@ def load_classification_rows(
         raise ValueError(problems[0] + more + "; pass drop_invalid=True to drop them")
     if problems:
         logger.warning("%s: dropped %d invalid rows, e.g. %s", name, len(problems), problems[0])
-    if not texts:
-        raise ValueError(f"{name}: no valid rows")
+    if len(texts) < min_rows:
+        raise ValueError(
+            f"{name}: {len(texts)} valid rows, too few: {needs or 'a classifier needs'} at least {min_rows}"
+        )
     present = sorted({_label_key(v) for v in raw_labels if not _is_missing(v)} & set(label2id))
     if len(label2id) < 2 or len(present) < 2:
         raise ValueError(
@@ -213,6 +221,28 @@ def load_classification_rows(
             f"(labels: {sorted(label2id)}); check the label column '{label_column}'"
         )
     return ClassificationRows(texts, labels, label2id, name), len(problems)
+
+
+def drop_duplicates(rows: ClassificationRows) -> tuple[ClassificationRows, int]:
+    """`rows` without exact duplicates (same text and label; the first is kept), and how many were removed."""
+    first_index: dict[tuple[str, int], int] = {}
+    for i, row in enumerate(zip(rows.texts, rows.labels, strict=True)):
+        first_index.setdefault(row, i)
+    keep = sorted(first_index.values())
+    deduped = ClassificationRows(
+        [rows.texts[i] for i in keep], [rows.labels[i] for i in keep], rows.label2id, rows.source
+    )
+    return deduped, len(rows.texts) - len(keep)
+
+
+def count_leaked_duplicates(splits: dict[str, ClassificationRows]) -> dict[str, int]:
+    """For validation and test: how many of their rows are exact duplicates (text and label) of a training row."""
+    train = set(zip(splits["train"].texts, splits["train"].labels, strict=True))
+    return {
+        split: sum(row in train for row in zip(part.texts, part.labels, strict=True))
+        for split, part in splits.items()
+        if split != "train"
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -237,6 +267,17 @@ def create_balanced_dataset(rows: ClassificationRows, seed: int = 123) -> Classi
         )
     return ClassificationRows(
         [rows.texts[i] for i in keep], [rows.labels[i] for i in keep], rows.label2id, rows.source
+    )
+
+
+def min_split_rows(train_frac: float = 0.7, validation_frac: float = 0.1) -> int:
+    """The fewest rows for which `random_split` gives train, test and (when `validation_frac` > 0) validation a row."""
+    for n in range(2, 100_000):
+        train, validation = int(n * train_frac), int(n * validation_frac)
+        if train >= 1 and (validation >= 1 or validation_frac == 0) and n - train - validation >= 1:
+            return n
+    raise ValueError(
+        f"no split gives every part a row with train_frac={train_frac}, validation_frac={validation_frac}"
     )
 
 
@@ -287,25 +328,55 @@ def prepare_classification_data(
     pad_token_id: int = PAD_TOKEN_ID,
     tokenizer: Any = None,
     drop_invalid: bool = False,
+    dedupe: bool = False,
 ) -> ClassificationData:
     """The book's chapter 6 data: read, balance (default: only for `sms-spam`), split, tokenize and pad.
+
+    Exact duplicate rows (same text and label) that land in train and in validation or test are counted and
+    warned about; `dedupe=True` removes every duplicate before balancing and splitting (the book keeps them).
 
     `max_length=None` pads to the longest training text (book: 120); a given `max_length` cuts longer texts.
     Validation and test are always padded or cut to the same length as train. `tokenizer`: a `transformers`
     tokenizer or a tiktoken encoding (default: `default_tokenizer()`).
     """
+    min_rows = min_split_rows(train_frac, validation_frac)
+    needs = f"a {train_frac:.0%}/{validation_frac:.0%}/{1 - train_frac - validation_frac:.0%} train/validation/test split needs"
     rows, num_dropped = load_classification_rows(
         source,
         text_column=text_column,
         label_column=label_column,
         label2id=label2id,
         drop_invalid=drop_invalid,
+        min_rows=min_rows,
+        needs=needs,
     )
+    if dedupe:
+        rows, num_duplicates = drop_duplicates(rows)
+        if num_duplicates:
+            logger.warning("%s: removed %d exact duplicate rows (dedupe)", rows.source, num_duplicates)
     if balance is None:
         balance = isinstance(source, str) and source == "sms-spam"
     if balance:
         rows = create_balanced_dataset(rows, seed=seed)
+    if len(rows.texts) < min_rows:
+        steps = " and ".join(
+            step for step, done in (("removing duplicates", dedupe), ("balancing", balance)) if done
+        )
+        raise ValueError(
+            f"{rows.source}: {len(rows.texts)} rows left after {steps}, too few: {needs} at least {min_rows}"
+        )
     splits = random_split(rows, train_frac, validation_frac, seed=seed)
+    if not dedupe:
+        leaked = count_leaked_duplicates(splits)
+        num_duplicates = sum(leaked.values())
+        if num_duplicates:
+            logger.warning(
+                "%s: %d validation and %d test rows are exact duplicates (text and label) of training rows, so "
+                "those figures overstate the model; pass dedupe=True (--dedupe) to remove duplicates before the split",
+                rows.source,
+                leaked["validation"],
+                leaked["test"],
+            )
 
     tokenizer = tokenizer if tokenizer is not None else default_tokenizer()
     encoded = {split: encode_texts(tokenizer, part.texts) for split, part in splits.items()}
@@ -322,4 +393,4 @@ def prepare_classification_data(
                 "labels": part.labels,
             }
         )
-    return ClassificationData(DatasetDict(columns), max_length, rows.label2id, num_dropped)
+    return ClassificationData(DatasetDict(columns), max_length, rows.label2id, num_dropped, num_duplicates)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,8 @@ def load_instruction_data(
             raise ValueError(f"{path}: not valid JSON: {e}") from e
         if not isinstance(raw, list):
             raise ValueError(f"{path}: expected a JSON list of records, got {type(raw).__name__}")
+    if not raw:
+        raise ValueError(f"{path}: no records (the file holds an empty list); training needs at least 2")
     return [_check_record(r, f"{path}: record {i}", columns) for i, r in enumerate(raw)]
 
 
@@ -119,6 +121,37 @@ def format_input(entry: dict[str, str]) -> str:
     )
     input_text = f"\n\n### Input:\n{entry['input']}" if entry.get("input") else ""
     return instruction_text + input_text
+
+
+def fit_prompt(
+    entry: dict[str, str],
+    tokenizer: Any,
+    max_tokens: int,
+    render: Callable[[dict[str, str]], str] = format_input,
+) -> tuple[list[int], int]:
+    """Token ids of `render(entry)` in at most `max_tokens`, and how many tokens were cut for that.
+
+    A prompt that does not fit keeps its template (the preamble, `### Instruction:`, `### Input:`, and whatever
+    `render` ends with, e.g. `### Response:`): tokens are cut from the start of the longer of the instruction and
+    the input (of both once they are as long), so each keeps its end, nearest the answer (the book crops the
+    whole prompt from the left, template included).
+    """
+    ids = encode_texts(tokenizer, [render(entry)])[0]
+    full_length, entry = len(ids), dict(entry)
+    fields = {
+        field: encode_texts(tokenizer, [entry.get(field) or ""])[0] for field in ("instruction", "input")
+    }
+    while len(ids) > max_tokens:
+        longer, shorter = sorted(fields, key=lambda field: len(fields[field]), reverse=True)
+        if not fields[longer]:
+            raise ValueError(
+                f"the prompt's template alone is {len(ids)} tokens, more than the {max_tokens} that fit"
+            )
+        excess, lead = len(ids) - max_tokens, len(fields[longer]) - len(fields[shorter])
+        fields[longer] = fields[longer][min(excess, max(lead, (excess + 1) // 2)) :]
+        entry[longer] = tokenizer.decode(fields[longer])
+        ids = encode_texts(tokenizer, [render(entry)])[0]
+    return ids, full_length - len(ids)
 
 
 def format_training_text(entry: dict[str, str]) -> str:
@@ -219,6 +252,12 @@ def prepare_instruction_data(
     """`load_instruction_data` -> `split_instruction_data` -> `tokenize_instruction_data`, in one call."""
     records = load_instruction_data(source, **columns)
     return tokenize_instruction_data(split_instruction_data(records, seed=seed), tokenizer, cache_dir)
+
+
+def count_cut_responses(split: Dataset, max_length: int) -> int:
+    """How many records of a tokenized split keep none of their response once cut to `max_length` tokens (the
+    collate function keeps the start of each text: the template, then as much of the answer as fits)."""
+    return sum(prompt_length >= max_length for prompt_length in split["prompt_length"])
 
 
 # ---------------------------------------------------------------------------------------------------------------

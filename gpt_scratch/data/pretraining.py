@@ -18,6 +18,7 @@ that the training loop consumes.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -31,6 +32,8 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from datasets.fingerprint import Hasher
 
 from gpt_scratch.data.corpora import resolve_corpus
+
+logger = logging.getLogger(__name__)
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -53,6 +56,15 @@ def load_text(source: str | os.PathLike) -> str:
         ) from None
     if not text.strip():
         raise ValueError(f"{path}: the file is empty" + (" (only whitespace)" if text else ""))
+    if not text.replace("\x00", "").strip():
+        raise ValueError(f"{path}: the file holds only NUL bytes and whitespace, no text to train on")
+    if num_nul := text.count("\x00"):
+        logger.warning(
+            "%s: %d NUL bytes (%.1f%% of the characters); is it a binary or damaged file? They are trained on as text",
+            path,
+            num_nul,
+            100 * num_nul / len(text),
+        )
     return text
 
 

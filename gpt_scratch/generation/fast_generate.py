@@ -97,6 +97,8 @@ def generate_fast(
 ) -> torch.Tensor:
     """Decode ``max_new_tokens`` after ``input_ids`` (B, T, no padding); returns (B, T + generated) ids.
 
+    Past the model's context, each new token sees the last ``context_length`` tokens, as the book's ``generate``.
+
     Greedy when ``temperature`` is 0; else the book's top-k + temperature sampling (seed torch to repeat it).
     With ``eos_token_id``, decoding stops once every row has produced it; rows that finished earlier are filled
     with ``eos_token_id`` (as ``generate()`` pads them).
@@ -112,14 +114,18 @@ def generate_fast(
     config = model.config
     batch_size, prompt_length = input_ids.shape
     total = prompt_length + max_new_tokens
-    if total > config.context_length:
-        raise ValueError(
-            f"generate_fast: {prompt_length} prompt + {max_new_tokens} new tokens exceed the model's "
-            f"context_length of {config.context_length}"
-        )
+    # New tokens decoded with the cache: while every token fed in has a position < context_length. Past that
+    # each token sees the last context_length tokens, run whole, as the book's generate crops its context.
+    cached_steps = max(0, min(max_new_tokens, config.context_length - prompt_length + 1))
     weight = model.model.tok_emb.weight  # not out_head's: a quantized head holds packed weights
     cache = StaticKVCache(
-        config.n_layers, batch_size, config.n_heads, total, config.head_dim, weight.dtype, weight.device
+        config.n_layers,
+        batch_size,
+        config.n_heads,
+        min(total, config.context_length),
+        config.head_dim,
+        weight.dtype,
+        weight.device,
     )
     out = torch.empty(batch_size, total, dtype=torch.long, device=input_ids.device)
     out[:, :prompt_length] = input_ids
@@ -127,15 +133,21 @@ def generate_fast(
 
     tokens = input_ids
     for step in range(max_new_tokens):
-        hidden = forward_with_static_cache(model.model, tokens, cache)
-        next_ids = _next_token(model.out_head(hidden[:, -1]), temperature, top_k)  # (B,)
+        end = prompt_length + step
+        if step < cached_steps:
+            hidden = forward_with_static_cache(model.model, tokens, cache)[:, -1]
+        else:  # the context is full: the book's idx[:, -context_size:], without a cache
+            hidden = model.model(
+                input_ids=out[:, max(0, end - config.context_length) : end]
+            ).last_hidden_state[:, -1]
+        next_ids = _next_token(model.out_head(hidden), temperature, top_k)  # (B,)
         if eos_token_id is not None:
             next_ids = next_ids.masked_fill(finished, eos_token_id)
             finished |= next_ids == eos_token_id
-        out[:, prompt_length + step] = next_ids
+        out[:, end] = next_ids
         if eos_token_id is not None and bool(finished.all()):
-            return out[:, : prompt_length + step + 1]
-        tokens = out[:, prompt_length + step : prompt_length + step + 1]  # (B, 1)
+            return out[:, : end + 1]
+        tokens = out[:, end : end + 1]  # (B, 1)
     return out
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,9 @@ from datasets import Dataset
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.data.classification import ClassificationData, encode_texts, prepare_classification_data
 from gpt_scratch.data.describe import describe_data
+from gpt_scratch.generation.inference import from_pretrained_checked, load_model
 from gpt_scratch.metrics.classification import classification_metrics
-from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
+from gpt_scratch.modeling_gpt_scratch import GPTScratchForSequenceClassification
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 from gpt_scratch.training import (
@@ -52,6 +54,8 @@ from gpt_scratch.training import (
     training_config_from_args,
     update_summary,
 )
+
+logger = logging.getLogger(__name__)
 
 TRAINABLE = ("head", "last-block", "all")
 BOOK_DROP_RATE = 0.0  # chapter 6 fine-tunes GPT-2 without dropout
@@ -82,10 +86,10 @@ def load_classifier(
     id2label = {i: label for label, i in label2id.items()}
     if sorted(id2label) != list(range(len(id2label))):
         raise ValueError(f"label ids must be 0..{len(id2label) - 1}, got {label2id}")
-    labels = dict(num_labels=len(label2id), id2label=id2label, label2id=dict(label2id))
+    labels = dict(id2label=id2label, label2id=dict(label2id))  # num_labels follows id2label
     overrides = {} if drop_rate is None else {"drop_rate": drop_rate}
     if from_gpt2:
-        lm = GPTScratchForCausalLM.from_gpt2(source)
+        lm, _ = load_model(source, from_gpt2=True)
         config = GPTScratchConfig.from_dict({**lm.config.to_dict(), **labels, **overrides})
         model = GPTScratchForSequenceClassification(config)
         model.model.load_state_dict(lm.model.state_dict(), strict=True)  # the backbone; `score` stays new
@@ -94,9 +98,15 @@ def load_classifier(
         raise FileNotFoundError(
             f"{source}: no config.json; pass a folder saved by gpt_scratch (or use --from-gpt2 for a GPT-2 checkpoint)"
         )
-    # The causal LM's out_head is dropped and `score` is new; a classifier with other labels gets a new head too.
-    return GPTScratchForSequenceClassification.from_pretrained(
-        source, **labels, **overrides, ignore_mismatched_sizes=True
+    # The causal LM's out_head goes unused and `score` is new (a classifier with other labels gets a new one
+    # too); any other difference between config.json and the weights is refused, never trained from random.
+    return from_pretrained_checked(
+        GPTScratchForSequenceClassification,
+        source,
+        new_tensors=["score."],
+        unused_tensors=["out_head."],
+        **labels,
+        **overrides,
     )
 
 
@@ -143,9 +153,13 @@ def predict(model: torch.nn.Module, dataset: Dataset, batch_size: int = 8) -> li
 
 def evaluate_classifier(
     model: torch.nn.Module, dataset: Dataset, batch_size: int = 8, positive_label: int = 1
-) -> dict[str, float]:
-    """Accuracy, and precision / recall / F1 of `positive_label`, with the package's `evaluate` metric."""
-    return classification_metrics(predict(model, dataset, batch_size), dataset["labels"], positive_label)
+) -> dict[str, Any]:
+    """Accuracy, and precision / recall / F1 of `positive_label` (two classes) or their macro averages and
+    per-class lists (more classes: `model.config.num_labels`), with the package's `evaluate` metric."""
+    num_labels = getattr(model.config, "num_labels", 2)
+    return classification_metrics(
+        predict(model, dataset, batch_size), dataset["labels"], positive_label, num_labels
+    )
 
 
 @torch.no_grad()
@@ -186,7 +200,13 @@ class ClassifyOptions:
     balance: bool | None = option(None, "undersample to equal classes (unset: on for sms-spam only)")
     max_length: int | None = option(None, "pad/cut to this many tokens ('none': the longest training text)")
     drop_invalid: bool = option(False, "drop rows with an empty text or unknown label")
-    positive_label: str | None = option(None, "class for precision/recall/F1 ('none': id 1)")
+    dedupe: bool = option(
+        False, "remove exact duplicate rows (text and label) before the split (the book keeps them)"
+    )
+    positive_label: str | None = option(
+        None,
+        "with two classes, the class for precision/recall/F1 ('none': id 1); more classes: macro and per class",
+    )
 
     @property
     def label2id(self) -> dict[str, int] | None:
@@ -227,6 +247,7 @@ def finetune_classifier(
         max_length=options.max_length,
         tokenizer=tokenizer,
         drop_invalid=options.drop_invalid,
+        dedupe=options.dedupe,
     )
     if prepared.num_dropped:
         print(f"Dropped {prepared.num_dropped} invalid rows of {data}")
@@ -234,11 +255,17 @@ def finetune_classifier(
 
     set_seed(training.seed)  # the book's torch.manual_seed(123) before the new head is made
     model = load_classifier(base_model, prepared.label2id, from_gpt2=from_gpt2, drop_rate=options.drop_rate)
-    if prepared.max_length > model.config.context_length:
+    context_length = model.config.context_length
+    if options.max_length is not None and options.max_length > context_length:
+        raise ValueError(
+            f"max_length (--max-length) is {options.max_length}, more than the model's context_length of "
+            f"{context_length} ({base_model}); pass at most {context_length}"
+        )
+    if prepared.max_length > context_length:
         raise ValueError(
             f"{data}: examples are padded to {prepared.max_length} tokens (the longest training text), more than "
-            f"the model's context_length of {model.config.context_length}; pass max_length="
-            f"{model.config.context_length} (--max-length) to cut them"
+            f"the model's context_length of {context_length}; pass max_length={context_length} (--max-length) "
+            "to cut them"
         )
     tokenizer.model_max_length = (
         model.config.context_length
@@ -277,7 +304,8 @@ def finetune_classifier(
             "drop_rate": model.config.drop_rate,
             "max_length": prepared.max_length,
             "balance": balance if balance is not None else str(data) == "sms-spam",
-            "positive_label": prepared.id2label[positive_id],
+            "dedupe": options.dedupe,
+            "positive_label": prepared.id2label[positive_id] if len(prepared.label2id) == 2 else None,
             "split_sizes": {split: len(rows) for split, rows in prepared.dataset.items()},
         },
     )
@@ -297,15 +325,28 @@ def finetune_classifier(
 def final_metrics(
     model: torch.nn.Module, prepared: ClassificationData, batch_size: int = 8, positive_label: int = 1
 ) -> dict[str, float]:
-    """{train,val,test}_{accuracy,precision,recall,f1} over the whole splits."""
+    """{train,val,test}_accuracy over the whole splits, and with two classes {split}_{precision,recall,f1} of
+    `positive_label`; with more, {split}_{precision,recall,f1}_macro and per class {split}_{metric}[label name]."""
     metrics = {}
     for split, prefix in (("train", "train"), ("validation", "val"), ("test", "test")):
         result = evaluate_classifier(model, prepared.dataset[split], batch_size, positive_label)
-        metrics |= {f"{prefix}_{k}": v for k, v in result.items() if k != "num_examples"}
+        for name, value in result.items():
+            if name.endswith("_per_class"):
+                metric = name.removesuffix("_per_class")
+                metrics |= {f"{prefix}_{metric}[{prepared.id2label[i]}]": v for i, v in enumerate(value)}
+            elif name != "num_examples":
+                metrics[f"{prefix}_{name}"] = value
     return metrics
 
 
 def _positive_id(positive_label: str | int | None, label2id: dict[str, int]) -> int:
+    if positive_label is not None and len(label2id) > 2:
+        logger.warning(
+            "positive_label %r is not used with %d classes: precision, recall and F1 are reported for every "
+            "class and as macro averages",
+            positive_label,
+            len(label2id),
+        )
     if positive_label is None:
         return 1 if len(label2id) > 1 else 0
     if str(positive_label) in label2id:
@@ -356,10 +397,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if process_state().is_main_process:
         m = result.summary["metrics"]
+        macro = "" if "test_f1" in m else "_macro"  # more than two classes: the macro averages
         print(
-            f"Done: test accuracy {m['test_accuracy'] * 100:.2f}%, precision {m['test_precision']:.3f}, "
-            f"recall {m['test_recall']:.3f}, F1 {m['test_f1']:.3f}, {result.summary['wall_time_s']:.1f} s. "
-            f"Saved to {result.output_dir}"
+            f"Done: test accuracy {m['test_accuracy'] * 100:.2f}%, precision{macro} {m[f'test_precision{macro}']:.3f}, "
+            f"recall{macro} {m[f'test_recall{macro}']:.3f}, F1{macro} {m[f'test_f1{macro}']:.3f}, "
+            f"{result.summary['wall_time_s']:.1f} s. Saved to {result.output_dir}"
         )
     return 0
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -35,18 +36,19 @@ import torch.nn.functional as F
 from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
 
-from gpt_scratch.data.classification import encode_texts
 from gpt_scratch.data.describe import describe_data
 from gpt_scratch.data.instructions import (
+    count_cut_responses,
     custom_collate_fn,
     extract_response,
+    fit_prompt,
     format_input,
     load_instruction_data,
     save_responses,
     split_instruction_data,
     tokenize_instruction_data,
 )
-from gpt_scratch.generation.inference import load_model
+from gpt_scratch.generation.inference import generate_batch, load_model
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.tokenization_gpt_scratch import ALPACA_CHAT_TEMPLATE, ENDOFTEXT_ID
 from gpt_scratch.training import (
@@ -63,6 +65,8 @@ from gpt_scratch.training import (
     update_summary,
 )
 from gpt_scratch.workflows.judge import JudgeClient, JudgeResult, generate_model_scores
+
+logger = logging.getLogger(__name__)
 
 RESPONSES_FILE = "instruction-data-with-response.json"
 BOOK_TRAINING = BOOK_RUNS["chapter-7"]  # the book's chapter 7 run
@@ -118,69 +122,38 @@ def generate_responses(
     """The model's answer to each record: greedy decoding after `format_input(record)`, as the book's chapter 7.
 
     Each answer stops at end-of-text, after `max_new_tokens`, or when the model's context is full, and is the
-    text after `### Response:`. Prompts are batched with left padding (sorted by length, so little padding);
-    a row the batch's shared length budget cut short is continued alone, so the answers equal decoding each
-    record one by one (`batch_size=1`).
+    text after `### Response:`. Prompts are decoded in batches with left padding (`generate_batch`), each answer
+    equal to decoding its record alone. A prompt longer than the context keeps its template: its instruction and
+    input are cut from the left (`fit_prompt`), with a warning.
     """
     model.eval()
-    device = next(model.parameters()).device
     context_length = _context_length(model)
-    prompts = [format_input(record) for record in records]
-    # Encoded as in training; a prompt that fills the context keeps its end, as the book crops
-    prompt_ids = [ids[-(context_length - 1) :] for ids in encode_texts(tokenizer, prompts)]
+    prompt_ids = [_fit(record, tokenizer, context_length - 1) for record in records]
     budgets = [min(max_new_tokens, context_length - len(ids)) for ids in prompt_ids]
-    order = sorted(range(len(records)), key=lambda i: len(prompt_ids[i]))
-    new_tokens: dict[int, list[int]] = {}
-    batches = range(0, len(order), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="Answering the test set")
-    for start in batches:
-        rows = order[start : start + batch_size]
-        outputs = _generate_left_padded(
-            model, [prompt_ids[i] for i in rows], min(budgets[i] for i in rows), device
-        )
-        for i, out in zip(rows, outputs, strict=True):
-            out = _until_eos(out, eos_token_id)
-            if len(out) < budgets[i] and (not out or out[-1] != eos_token_id):  # cut short by the batch
-                more = _generate_left_padded(model, [prompt_ids[i] + out], budgets[i] - len(out), device)[0]
-                out = _until_eos(out + more, eos_token_id)
-            new_tokens[i] = out
+    answers = generate_batch(
+        model, prompt_ids, budgets, eos_token_id, batch_size, "Answering the test set" if progress else None
+    )
     responses = []
-    for i, prompt in enumerate(prompts):
-        ids = [t for t in new_tokens[i] if t != eos_token_id]
-        text = prompt + tokenizer.decode(ids, skip_special_tokens=False)
+    for ids, answer in zip(prompt_ids, answers, strict=True):
+        prompt = tokenizer.decode(ids)
+        text = prompt + tokenizer.decode([t for t in answer if t != eos_token_id], skip_special_tokens=False)
         responses.append(extract_response(text, prompt))
     return responses
 
 
-def _until_eos(tokens: list[int], eos_token_id: int) -> list[int]:
-    """The tokens up to and including the first end-of-text (generate pads finished rows with it)."""
-    return tokens[: tokens.index(eos_token_id) + 1] if eos_token_id in tokens else tokens
-
-
-def _generate_left_padded(
-    model: Any, prompts: list[list[int]], max_new_tokens: int, device: torch.device
-) -> list[list[int]]:
-    """Greedy continuations of token-id prompts of any lengths (left padding + attention mask)."""
-    if max_new_tokens <= 0:
-        return [[] for _ in prompts]
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), ENDOFTEXT_ID, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, ids in enumerate(prompts):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids)
-        attention_mask[row, width - len(ids) :] = 1
-    out = model.generate(
-        input_ids=input_ids.to(device),
-        attention_mask=attention_mask.to(device),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=ENDOFTEXT_ID,
-        pad_token_id=ENDOFTEXT_ID,
-    )
-    return out[:, width:].tolist()
+def _fit(record: dict[str, str], tokenizer: Any, max_tokens: int, render: Any = format_input) -> list[int]:
+    """`fit_prompt`, warning when the instruction or input had to be cut."""
+    ids, cut = fit_prompt(record, tokenizer, max_tokens, render)
+    if cut:
+        logger.warning(
+            "The prompt of %r is %d tokens, more than the %d that fit the model's context: cut %d tokens from the "
+            "start of its input and instruction, keeping the template",
+            record["instruction"][:40],
+            len(ids) + cut,
+            max_tokens,
+            cut,
+        )
+    return ids
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -311,6 +284,14 @@ def finetune_instructions(
     )
     split_seed = training.seed if options.shuffle_split else None
     columns = {f"{f}_column": getattr(options, f"{f}_column") for f in ("instruction", "input", "output")}
+    records = load_instruction_data(data, **columns)  # bad data fails before the model loads
+    splits = split_instruction_data(records, seed=split_seed)
+    if not splits["train"]:
+        source = data if isinstance(data, (str, os.PathLike)) else "<dataset>"
+        raise ValueError(
+            f"{source}: {len(records)} record(s), too few: the 85/10/5 train/test/validation split needs at least "
+            "2 for one training record"
+        )
     if isinstance(model, (str, os.PathLike)):
         base_model = str(model)
         model, loaded_tokenizer = load_model(model, from_gpt2=from_gpt2, drop_rate=drop_rate)
@@ -329,11 +310,17 @@ def finetune_instructions(
     )
 
     state = process_state()
-    records = load_instruction_data(data, **columns)
-    splits = split_instruction_data(records, seed=split_seed)
     with state.main_process_first():  # the main process tokenizes (and fills any cache) first
         tokenized = tokenize_instruction_data(splits, tokenizer, options.cache_dir)
     tokenized = tokenized.select_columns(["input_ids", "prompt_length"])
+    if num_cut := count_cut_responses(tokenized["train"], max_length):
+        logger.warning(
+            "%d of %d training records have a prompt of %d tokens or more, all that is kept of each text "
+            "(allowed_max_length and the context): nothing of their responses is trained on",
+            num_cut,
+            len(tokenized["train"]),
+            max_length,
+        )
     collate = partial(custom_collate_fn, allowed_max_length=max_length, mask_prompt=mask_prompt)
 
     set_seed(training.seed)
@@ -432,12 +419,19 @@ def chat(
     tokenizer.chat_template = (
         tokenizer.chat_template or ALPACA_CHAT_TEMPLATE
     )  # folders saved before templates
-    messages = [{"role": "system", "content": instruction}, {"role": "user", "content": input}]
-    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
-    prompt_ids = prompt["input_ids"][:, -(_context_length(model) - 1) :]  # the book crops to the context
-    budget = min(max_new_tokens, _context_length(model) - prompt_ids.shape[1])
-    out = _generate_left_padded(model, prompt_ids.tolist(), budget, next(model.parameters()).device)[0]
-    return tokenizer.decode(_until_eos(out, ENDOFTEXT_ID), skip_special_tokens=True).strip()
+
+    def render(entry: dict[str, str]) -> str:
+        messages = [
+            {"role": "system", "content": entry["instruction"]},
+            {"role": "user", "content": entry["input"]},
+        ]
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    context_length = _context_length(model)
+    prompt_ids = _fit({"instruction": instruction, "input": input}, tokenizer, context_length - 1, render)
+    budget = min(max_new_tokens, context_length - len(prompt_ids))
+    out = generate_batch(model, [prompt_ids], [budget], ENDOFTEXT_ID)[0]
+    return tokenizer.decode(out, skip_special_tokens=True).strip()
 
 
 # ----------------------------------------------------------------------------------------------------------------
