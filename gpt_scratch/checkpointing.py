@@ -273,6 +273,10 @@ def save_checkpoint(run: Run) -> Path:
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     _save_rng_state(tmp / _rng_file(accelerator.process_index))
+    if run.streaming:  # where this process's stream stands (StreamLoader)
+        stream_state_file(tmp, accelerator.process_index).write_text(
+            json.dumps(run.train_loader.state_dict())
+        )
     if accelerator.is_main_process:
         save_model(accelerator.unwrap_model(run.model), str(tmp / MODEL_FILE))
         _save_optimizer(run.optimizer, tmp / OPTIMIZER_FILE)
@@ -316,9 +320,28 @@ def load_checkpoint(run: Run, folder: Path) -> dict[str, Any]:
         accelerator.scaler.load_state_dict(loop_state["grad_scaler"])
     accelerator.step = loop_state.get("accelerator_step", 0)
     _read(folder / _rng_file(accelerator.process_index), _load_rng_state)
+    if run.streaming:
+        _load_stream_state(run, folder)
     state = json.loads((folder / TRAINER_STATE).read_text())
     run.resumes[-1]["step"] = state.get("step")
     return state
+
+
+def stream_state_file(folder: Path, process_index: int) -> Path:
+    return folder / f"stream-{process_index:05d}.json"
+
+
+def _load_stream_state(run: Run, folder: Path) -> None:
+    """This process's place in its stream; a streaming run resumes with the number of processes it started with."""
+    accelerator = run.accelerator
+    saved = len(list(folder.glob("stream-*.json")))
+    path = stream_state_file(folder, accelerator.process_index)
+    if saved != accelerator.num_processes or not path.is_file():
+        raise ValueError(
+            f"{folder} holds the stream states of {saved} processes, this run has {accelerator.num_processes}: "
+            "resume a streaming run with the number of processes it was started with"
+        )
+    _read(path, lambda p: run.train_loader.load_state_dict(json.loads(p.read_text())))
 
 
 def _read(path: Path, load: Callable[[Path], None]) -> None:

@@ -17,14 +17,18 @@ model and tokenizer (`save_pretrained`), `loss.png` and `training_summary.json` 
 
 Batches: with `collate_fn=None` a dataset is used as is (a `datasets.Dataset` in torch format: equal-length
 columns, e.g. the pretraining windows {input_ids, target_ids}); pass a `collate_fn` for padding (ch. 6, 7).
+A training set may also be a stream (a torch `IterableDataset` with a JSON-able `state_dict()`, e.g.
+`StreamingWindows`): it has no length, so `max_steps` ends the run; see `StreamLoader`.
 `batch_size` is per process: the global batch is `batch_size * num_processes * gradient_accumulation_steps`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -38,7 +42,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
-from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
+from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, send_to_device, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -280,7 +284,7 @@ class Run:
     train_eval_loader: DataLoader  # the first eval_iter training batches, unshuffled: the same every time
     val_loader: DataLoader | None
     test_loader: DataLoader | None
-    steps_per_epoch: int
+    steps_per_epoch: int | None  # None: a stream
     total_steps: int
     state: TrainState
     arguments: dict[str, Any] = field(default_factory=dict)  # what the run was asked; a resume must match
@@ -290,6 +294,10 @@ class Run:
     @property
     def output_dir(self) -> Path:
         return Path(self.config.output_dir)
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.train_loader, StreamLoader)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -420,6 +428,36 @@ def _prepare(accelerator, model, train_dataset, val_dataset, config, test_datase
             **kwargs,
         )
 
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        betas=(config.adam_beta1, config.adam_beta2),
+    )
+    if isinstance(train_dataset, torch.utils.data.IterableDataset):  # a stream: see StreamLoader
+        model, optimizer = accelerator.prepare(model, optimizer)
+        train_loader, train_eval_loader, val_loader = _stream_loaders(
+            train_dataset, val_dataset, test_dataset, config, collate_fn, accelerator
+        )
+        test_loader, steps_per_epoch, total_steps = None, None, config.max_steps
+    else:
+        model, optimizer, train_loader, train_eval_loader, val_loader, test_loader = _loaders(
+            model, optimizer, train_dataset, val_dataset, test_dataset, config, make_loader, accelerator
+        )
+        steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
+        total_steps = config.num_epochs * steps_per_epoch
+        if config.max_steps is not None:
+            total_steps = min(total_steps, config.max_steps)
+    # Stepped by hand once per optimizer step (accelerate's prepared scheduler steps num_processes times per step).
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
+    return Run(
+        config, accelerator, model, optimizer, scheduler, train_loader, train_eval_loader, val_loader,
+        test_loader, steps_per_epoch, total_steps, TrainState(),
+    )  # fmt: skip
+
+
+def _loaders(model, optimizer, train_dataset, val_dataset, test_dataset, config, make_loader, accelerator):
+    """The map-style datasets' loaders, prepared by accelerate (each process gets its share of the indices)."""
     eval_batch_size = config.eval_batch_size or config.batch_size
     train_loader = make_loader(
         train_dataset, config.batch_size, shuffle=config.shuffle, drop_last=config.drop_last
@@ -431,32 +469,16 @@ def _prepare(accelerator, model, train_dataset, val_dataset, config, test_datase
         )
     # The train loss is evaluated on the first eval_iter batches of an unshuffled loader: the same batches every
     # time, and no draw from the training loader's random state (which resuming must reproduce exactly).
-    train_eval_loader = make_loader(train_dataset, eval_batch_size, shuffle=False)
+    train_eval_loader = make_loader(_first_epoch(train_dataset), eval_batch_size, shuffle=False)
     val_loader = make_loader(val_dataset, eval_batch_size, shuffle=False) if val_dataset else None
     test_loader = make_loader(test_dataset, eval_batch_size, shuffle=False) if test_dataset else None
 
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-        betas=(config.adam_beta1, config.adam_beta2),
-    )
     model, optimizer, train_loader, train_eval_loader = accelerator.prepare(
         model, optimizer, train_loader, train_eval_loader
     )
     val_loader = accelerator.prepare(val_loader) if val_loader is not None else None
     test_loader = accelerator.prepare(test_loader) if test_loader is not None else None
-
-    steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
-    total_steps = config.num_epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    # Stepped by hand once per optimizer step (accelerate's prepared scheduler steps num_processes times per step).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
-    return Run(
-        config, accelerator, model, optimizer, scheduler, train_loader, train_eval_loader, val_loader,
-        test_loader, steps_per_epoch, total_steps, TrainState(),
-    )  # fmt: skip
+    return model, optimizer, train_loader, train_eval_loader, val_loader, test_loader
 
 
 def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
@@ -498,7 +520,7 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
 
             if (state.step - 1) % config.eval_freq == 0:  # after the first step, then every eval_freq steps
                 write(_format_record(_log_evaluation(run, task, clock)))
-            if state.batches_in_epoch == len(run.train_loader):
+            if not run.streaming and state.batches_in_epoch == len(run.train_loader):
                 state.epoch, state.batches_in_epoch = state.epoch + 1, 0  # this step ended the epoch
             if config.checkpoint_every and state.step % config.checkpoint_every == 0:
                 with clock.paused():
@@ -586,7 +608,11 @@ def evaluate_model(run: Run, task: Task, num_batches: int | None) -> dict[str, f
 
 def _rest_of_epoch(run: Run) -> Any:
     """The current epoch's batches, without those a resumed run already trained on."""
+    if run.streaming:
+        return run.train_loader  # endless; a resumed stream continues from the state in the checkpoint
     run.train_loader.set_epoch(run.state.epoch)
+    if hasattr(run.train_loader.dataset, "set_epoch"):  # accelerate skips it when the sampler has one
+        run.train_loader.dataset.set_epoch(run.state.epoch)  # e.g. RandomWindows: fresh windows each epoch
     if run.state.batches_in_epoch:
         return run.accelerator.skip_first_batches(run.train_loader, run.state.batches_in_epoch)
     return run.train_loader
@@ -696,6 +722,92 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Streams: a training set with no length (StreamingWindows), read by each process for itself
+
+
+class StreamLoader:
+    """The batches of a stream on this process's device, pass after pass without end: `max_steps` ends the run.
+
+    A stream reads only this process's share itself (`StreamingWindows` splits it with `split_dataset_by_node`), so
+    it is not given to `accelerator.prepare`: for an IterableDataset accelerate either reads the whole stream in
+    every process and keeps every num_processes-th batch (`IterableDatasetShard`) or reads it all in the main
+    process and sends the batches out (`dispatch_batches`, its default for one). Every process gets a batch at
+    every step (a stream that runs out starts its next pass), so all of them reach `max_steps` together. Batches
+    are made in this process (no workers) and not fetched ahead, so `state_dict()` stands exactly after the last
+    batch; it is saved as JSON in every checkpoint, one file per process.
+    """
+
+    def __init__(
+        self, dataset: Any, batch_size: int, collate_fn: Callable | None, drop_last: bool, device: Any
+    ):
+        for method in ("state_dict", "load_state_dict"):
+            if not callable(getattr(dataset, method, None)):
+                raise TypeError(
+                    f"a training stream needs {method}() to be resumable; {type(dataset).__name__} has none"
+                )
+        self.dataset, self.device, self.batch_size = dataset, device, batch_size
+        # its own generator: a new iterator (each pass) draws a seed, and a draw from torch's RNG moves dropout
+        generator = torch.Generator().manual_seed(0)
+        self.loader = DataLoader(
+            dataset, batch_size, collate_fn=collate_fn, drop_last=drop_last, generator=generator
+        )
+        self.batches = 0  # taken by the loop, over every pass
+
+    def __iter__(self) -> Iterator[Any]:
+        empty_passes = 0
+        while empty_passes < 2:  # a resumed pass may have no batch left; two empty passes: an empty stream
+            empty_passes += 1
+            for batch in self.loader:
+                empty_passes = 0
+                self.batches += 1
+                yield send_to_device(batch, self.device)
+        raise ValueError(
+            f"The training stream of process {PartialState().process_index} makes no batch of {self.batch_size}"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved as JSON in every checkpoint, one file per process (checkpointing.save_checkpoint)."""
+        return {"batches": self.batches, "stream": self.dataset.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.batches = state["batches"]
+        self.dataset.load_state_dict(state["stream"])
+
+
+def _stream_loaders(train_dataset, val_dataset, test_dataset, config, collate_fn, accelerator):
+    """The training stream's loader, whose state each process saves with (and loads from) every checkpoint, and
+    the evaluation batches: the first max(eval_iter, final_eval_iter) batches of the training stream (read once,
+    then the stream is put back at its start) and of the validation stream, the same at every evaluation."""
+    if config.max_steps is None:
+        raise ValueError("A training stream has no length: give max_steps (--max-steps or --max-tokens)")
+    if config.eval_iter is None:
+        raise ValueError("With a training stream, eval_iter must be a number of batches, not None (all)")
+    if test_dataset is not None:
+        raise ValueError("A test set is not supported with a training stream")
+    if config.num_workers:
+        raise ValueError(
+            "A training stream is read in the training process (num_workers=0), where its state is exact: "
+            f"num_workers={config.num_workers} is not supported"
+        )
+    train_loader = StreamLoader(
+        train_dataset, config.batch_size, collate_fn, config.drop_last, accelerator.device
+    )
+    num_batches = max(config.eval_iter, config.final_eval_iter or 0)
+    eval_batch_size = config.eval_batch_size or config.batch_size
+
+    def first_batches(dataset: Any) -> list[Any]:
+        start = dataset.state_dict() if hasattr(dataset, "state_dict") else None
+        windows = list(itertools.islice(iter(dataset), num_batches * eval_batch_size))
+        if start is not None:
+            dataset.load_state_dict(start)
+        loader = DataLoader(windows, eval_batch_size, collate_fn=collate_fn, generator=torch.Generator())
+        return [send_to_device(batch, accelerator.device) for batch in loader]
+
+    val_loader = first_batches(val_dataset) if val_dataset is not None else None
+    return train_loader, first_batches(train_dataset), val_loader
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Logs, plots, summary
 
 
@@ -737,7 +849,7 @@ def _summary(
         "metrics": final,
         "tokens_seen": int(state.tokens_seen),
         "steps": int(state.step),
-        "epochs": round(state.step / steps_per_epoch, 4),
+        "epochs": round(state.step / steps_per_epoch, 4) if steps_per_epoch else None,  # None: a stream
         "wall_time_s": round(state.wall_time_s, 3),
         "total_time_s": round(time.time() - start, 3),
         "parameters": {
@@ -834,6 +946,11 @@ def _sum_over_processes(value: int, accelerator: Accelerator) -> int:
     if accelerator.num_processes == 1:
         return int(value)
     return int(accelerator.reduce(torch.tensor(value, device=accelerator.device), reduction="sum").item())
+
+
+def _first_epoch(dataset: Any) -> Any:
+    """A copy that the loop's `set_epoch` leaves at epoch 0 (RandomWindows' train-loss windows stay the same)."""
+    return copy.copy(dataset) if hasattr(dataset, "set_epoch") else dataset
 
 
 def _torch_format(dataset: Any) -> Any:

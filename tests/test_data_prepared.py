@@ -188,6 +188,11 @@ def test_random_windows_are_seeded_slices_of_the_stream(tmp_path, tokenizer, sma
     again = corpus.windows("train", 64, "random", seed=5)
     other = corpus.windows("train", 64, "random", seed=6)
     assert [again.offset(i) for i in range(10)] == offsets[:10] != [other.offset(i) for i in range(10)]
+    again.set_epoch(1)  # another epoch: other offsets, the same for the same (seed, epoch)
+    second = [again.offset(i) for i in range(len(windows))]
+    assert len(set(second) & set(offsets)) < 0.1 * len(offsets)
+    again.set_epoch(0)
+    assert [again.offset(i) for i in range(len(windows))] == offsets
     assert isinstance(corpus.windows("validation", 64), SequentialWindows)
 
 

@@ -11,7 +11,7 @@ from accelerate.state import AcceleratorState
 from test_pretrain import assert_same_weights, env, run_cli, weights, write_tiny_config
 
 from gpt_scratch import training as training_module
-from gpt_scratch.data.prepared import prepare_corpus
+from gpt_scratch.data.prepared import PreparedCorpus, RandomWindows, prepare_corpus
 from gpt_scratch.training import TrainingConfig
 from gpt_scratch.workflows.pretrain import PretrainOptions, pretrain
 
@@ -75,6 +75,32 @@ def test_max_tokens_sets_the_steps_and_random_needs_a_prepared_folder(tmp_path, 
         pretrain(
             "the-verdict", config(tmp_path / "raw"), options(sampling="random"), model_config=tiny_config()
         )
+
+
+def test_each_epoch_of_random_windows_draws_other_windows(tmp_path, verdict, one_thread, monkeypatch):
+    """nanoGPT draws fresh offsets for every batch: here every epoch draws other windows (a hash of the epoch too),
+    while the train loss stays on the first epoch's first windows."""
+    read = []
+    get = RandomWindows.__getitem__
+
+    def recording(self, i):
+        read.append((self.epoch, self.offset(i)))
+        return get(self, i)
+
+    monkeypatch.setattr(RandomWindows, "__getitem__", recording)
+    result = pretrain(
+        str(verdict),
+        config(tmp_path / "run", num_epochs=2, eval_freq=10),
+        NO_SAMPLE,
+        model_config=tiny_config(),
+    )
+    assert result.summary["steps"] == 72  # 144 windows of 32, batch 4, 2 epochs
+    first, second = ({o for e, o in read if e == epoch} for epoch in (0, 1))
+    assert len(second) > 100 and len(first & second) < 0.1 * len(second)
+    # the train loss: the first epoch's windows 0-3 (eval_iter=1 batch), at all 8 evaluations and the final one
+    first_windows = PreparedCorpus(verdict).windows("train", 32, "random", seed=123)
+    for i in range(4):
+        assert read.count((0, first_windows.offset(i))) >= 9
 
 
 def test_a_run_stopped_after_a_checkpoint_resumes_exactly(tmp_path, verdict, one_thread, monkeypatch):

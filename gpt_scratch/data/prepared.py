@@ -16,8 +16,8 @@ command again continues after the last listed shard. Memory stays bounded: text 
 tokens go straight to the open shard file.
 
 The windows are map-style torch Datasets whose index -> window is a pure function (sequential: offset
-`i * stride`, the book's `GPTDatasetV1`; random: an offset drawn from a counter-based hash of (seed, i), nanoGPT's
-`get_batch`), so the training loop's sampler, accelerate's per-process sharding of the indices, and the exact
+`i * stride`, the book's `GPTDatasetV1`; random: an offset drawn from a counter-based hash of (seed, epoch, i),
+nanoGPT's `get_batch`), so the training loop's sampler, accelerate's per-process sharding of the indices, and the exact
 resume of a killed run (sampler position in the checkpoint) work on them unchanged.
 """
 
@@ -781,11 +781,13 @@ class SequentialWindows(torch.utils.data.Dataset):
 
 
 class RandomWindows(torch.utils.data.Dataset):
-    """nanoGPT's random windows: window i starts at an offset drawn uniformly from a counter-based hash of
-    (seed, i). `len` is the stream's tokens // max_length (an epoch sees about every token once)."""
+    """nanoGPT's random windows: window i of an epoch starts at an offset drawn uniformly from a counter-based hash
+    of (seed, epoch, i), so each epoch draws fresh windows (nanoGPT draws them every batch) and a resumed run the
+    same ones. `len` is the stream's tokens // max_length (an epoch sees about as many tokens as the corpus has).
+    The training loop calls `set_epoch` before each epoch."""
 
     def __init__(self, stream: TokenStream, max_length: int, seed: int = 0):
-        self.stream, self.max_length, self.seed = stream, max_length, seed
+        self.stream, self.max_length, self.seed, self.epoch = stream, max_length, seed, 0
         self.offsets = len(stream) - max_length  # offsets 0 .. len - max_length - 1 leave room for the target
         if self.offsets < 1:
             raise ValueError(f"{len(stream)} tokens are too few for one window of {max_length} + 1")
@@ -794,8 +796,11 @@ class RandomWindows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.count
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def offset(self, i: int) -> int:
-        return splitmix64((self.seed << 40) ^ i) % self.offsets
+        return splitmix64(splitmix64((self.seed << 32) ^ self.epoch) ^ i) % self.offsets
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < self.count:

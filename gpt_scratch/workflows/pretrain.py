@@ -6,6 +6,7 @@ batches, a 90/10 train/validation split, seed 123, and the sample "Every effort 
 
     gpt-scratch pretrain                                   # the book's run
     gpt-scratch pretrain 'corpus/*.txt' --preset gpt2-small --context-length 1024 --output-dir runs/mine
+    gpt-scratch pretrain --dataset HuggingFaceFW/fineweb-edu --dataset-config sample-10BT --streaming --max-tokens 1000000000
     accelerate launch --multi_gpu --num_processes 2 -m gpt_scratch pretrain --output-dir runs/ddp
     torchrun --nproc_per_node 2 -m gpt_scratch pretrain --output-dir runs/ddp
 
@@ -26,8 +27,14 @@ from accelerate.utils import set_seed
 
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
 from gpt_scratch.data.describe import describe_data
-from gpt_scratch.data.prepared import PreparedCorpus, is_prepared_folder, max_steps_for_tokens
+from gpt_scratch.data.prepared import (
+    PreparedCorpus,
+    is_prepared_folder,
+    load_source_dataset,
+    max_steps_for_tokens,
+)
 from gpt_scratch.data.pretraining import Source, build_pretraining_datasets
+from gpt_scratch.data.streaming import StreamingWindows
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
@@ -67,10 +74,23 @@ class PretrainOptions:
     max_tokens: int | None = option(
         None, "stop after this many training tokens (all processes); drives the schedule"
     )
+    dataset: str | None = option(
+        None, "a datasets source instead of CORPUS: a Hub id, or a local builder (text, json, parquet, csv)"
+    )
+    dataset_config: str | None = option(None, "the dataset's configuration (e.g. sample-10BT)")
+    data_files: str | None = option(None, "files or a glob for a local builder (--dataset parquet)")
+    dataset_split: str = option("train", "the dataset's split to read")
+    streaming: bool = option(
+        False,
+        "stream --dataset (load_dataset streaming=True): tokenized on the fly, needs --max-steps/--max-tokens",
+    )
+    val_ratio: float = option(
+        0.005, "streaming: validation share of whole documents, picked by a hash of their text"
+    )
 
 
 def pretrain(
-    corpus: Source = "the-verdict",
+    corpus: Source | None = "the-verdict",
     training: TrainingConfig | None = None,
     options: PretrainOptions | None = None,
     *,
@@ -80,7 +100,8 @@ def pretrain(
     tokenizer: Any = None,
 ) -> TrainResult:
     """Pretrain a fresh model on `corpus` (a corpus name, file(s), folder, glob, a datasets.Dataset, or a folder
-    made by `prepare_corpus`, whose shards are memory-mapped).
+    made by `prepare_corpus`, whose shards are memory-mapped), or on `options.dataset` (`load_dataset`; with
+    `options.streaming`, read as a stream: see `streaming_datasets`).
 
     `sampling`: "sequential" (the book's stride windows, shuffled each epoch) or "random" (nanoGPT's random
     windows; the default for a prepared folder, which alone offers it). `max_tokens` caps the run (and the
@@ -108,7 +129,17 @@ def pretrain(
         steps = max_steps_for_tokens(options.max_tokens, tokens_per_step)
         training = dataclasses.replace(training, max_steps=min(steps, training.max_steps or steps))
     sampling = options.sampling
-    if isinstance(corpus, (str, os.PathLike)) and is_prepared_folder(corpus):
+    if options.dataset is not None and corpus not in (None, "the-verdict"):
+        raise ValueError(f"give a corpus ({corpus}) or a dataset ({options.dataset}), not both")
+    if corpus is None and options.dataset is None and not options.streaming:
+        raise ValueError("give a corpus or options.dataset")
+    if options.dataset is not None and not options.streaming:
+        corpus = load_source_dataset(
+            options.dataset, options.dataset_config, _files(options), options.dataset_split
+        )
+    if options.streaming:
+        splits = streaming_datasets(options, tokenizer, model_config.context_length, training)
+    elif isinstance(corpus, (str, os.PathLike)) and is_prepared_folder(corpus):
         prepared = PreparedCorpus(corpus, tokenizer)
         if prepared.meta["tokenizer"]["vocab_size"] > model_config.vocab_size:
             raise ValueError(
@@ -142,6 +173,8 @@ def pretrain(
                 cache_dir=options.cache_dir,
             )
         described = describe_data(corpus)
+    if options.dataset is not None:
+        described = [describe_dataset_source(options)]
     set_seed(training.seed)  # the book's torch.manual_seed(123) before the model is made
     model = GPTScratchForCausalLM(model_config)
     return train(
@@ -158,11 +191,75 @@ def pretrain(
             "context_length": model_config.context_length,
             "stride": options.stride or model_config.context_length,
             "train_ratio": options.train_ratio,
-            "sampling": sampling or "sequential",
-            "train_windows": len(splits["train"]),
-            "val_windows": len(splits["validation"]) if "validation" in splits else 0,
+            "sampling": "stream" if options.streaming else sampling or "sequential",
+            "train_windows": None if options.streaming else len(splits["train"]),
+            "val_windows": (
+                None if options.streaming else len(splits["validation"]) if "validation" in splits else 0
+            ),
         },
     )
+
+
+def streaming_datasets(
+    options: PretrainOptions, tokenizer: Any, context_length: int, training: TrainingConfig
+) -> dict[str, StreamingWindows]:
+    """{"train": ..., "validation": ...} streams of `options.dataset` for this process (its share of the documents).
+
+    Validation holds the documents whose text hashes below `options.val_ratio` (the same ones whatever the number
+    of processes); the loop evaluates the first eval_iter batches of it. None is downloaded or tokenized ahead.
+    """
+    if options.dataset is None:
+        raise ValueError(
+            "streaming reads a datasets source: give --dataset (a Hub id, or parquet/text/json with --data-files)"
+        )
+    if training.max_steps is None:
+        raise ValueError("a stream has no length: give --max-steps or --max-tokens")
+    if options.stride not in (None, context_length):
+        raise ValueError(
+            f"streaming windows have the stride of the context ({context_length}), not {options.stride}"
+        )
+    if options.sampling not in (None, "sequential"):
+        raise ValueError(f"sampling={options.sampling!r} needs a prepared folder; a stream is read in order")
+    if not 0.0 <= options.val_ratio < 1.0:
+        raise ValueError(f"val_ratio must be in [0, 1), got {options.val_ratio}")
+    state = process_state()
+
+    def windows(split: str) -> StreamingWindows:
+        source = load_source_dataset(
+            options.dataset, options.dataset_config, _files(options), options.dataset_split, streaming=True
+        )
+        if source.column_names is not None and options.text_column not in source.column_names:
+            raise ValueError(
+                f"The dataset {options.dataset} has no column '{options.text_column}' (columns: {source.column_names})"
+            )
+        return StreamingWindows(
+            source, tokenizer, context_length, text_column=options.text_column, rank=state.process_index,
+            world_size=state.num_processes, split=split, val_ratio=options.val_ratio,
+        )  # fmt: skip
+
+    splits = {"train": windows("train")}
+    if options.val_ratio:
+        splits["validation"] = windows("validation")
+    return splits
+
+
+def describe_dataset_source(options: PretrainOptions) -> dict[str, Any]:
+    name = (
+        options.dataset if options.dataset_config is None else f"{options.dataset} ({options.dataset_config})"
+    )
+    return {
+        "name": name,
+        "dataset": options.dataset,
+        "config": options.dataset_config,
+        "split": options.dataset_split,
+        "data_files": _files(options),
+        "streaming": options.streaming,
+        "val_ratio": options.val_ratio if options.streaming else None,
+    }
+
+
+def _files(options: PretrainOptions) -> list[str] | None:
+    return [options.data_files] if options.data_files else None
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,284 @@
+"""Pretraining on a stream (`--dataset parquet --data-files ... --streaming`), offline on parquet files the tests
+write: the same training as the prepared folder's sequential windows, exact resume, several processes."""
+
+import itertools
+import json
+import random
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+from accelerate.utils import set_seed
+from datasets import Dataset
+from test_pretrain import assert_same_weights, env, run_cli, weights, write_tiny_config
+
+from gpt_scratch import training as training_module
+from gpt_scratch.checkpointing import stream_state_file
+from gpt_scratch.cli import main
+from gpt_scratch.data.prepared import PreparedCorpus, load_source_dataset, prepare_corpus
+from gpt_scratch.data.streaming import StreamingWindows, text_in_validation
+from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
+from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
+from gpt_scratch.training import CausalLMTask, TrainingConfig, train
+from gpt_scratch.workflows.pretrain import PretrainOptions, pretrain
+
+from conftest import PROJECT_ROOT
+from conftest import tiny_config as conftest_tiny_config
+
+pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files
+
+
+def tiny_config(**overrides):
+    return conftest_tiny_config(**{"emb_dim": 32, "context_length": 32, "drop_rate": 0.1, **overrides})
+
+
+@pytest.fixture(scope="module")
+def parquet_files(tmp_path_factory):
+    """Two parquet files (two shards of the stream: one per process of two) of 60 documents each."""
+    folder = tmp_path_factory.mktemp("parquet")
+    words = "the a of to in is was he she it that with for as had his her on at by not but one".split()
+    rng = random.Random(0)
+    for f in range(2):
+        rows = [
+            f"File {f}, document {i}: " + " ".join(rng.choice(words) for _ in range(8 + i % 20))
+            for i in range(60)
+        ]
+        Dataset.from_dict({"text": rows}).to_parquet(str(folder / f"part-{f}.parquet"))
+    return folder
+
+
+def stream_options(folder, **overrides) -> PretrainOptions:
+    values = dict(
+        dataset="parquet", data_files=str(folder / "*.parquet"), streaming=True, val_ratio=0.0,
+        start_context=None,
+    )  # fmt: skip
+    return PretrainOptions(**{**values, **overrides})
+
+
+def config(output_dir, **overrides) -> TrainingConfig:
+    values = dict(
+        output_dir=str(output_dir), batch_size=4, eval_freq=4, eval_iter=2, final_eval_iter=2,
+        progress_bar=False,
+    )  # fmt: skip
+    return TrainingConfig(**{**values, **overrides})
+
+
+def test_a_stream_trains_as_the_prepared_folders_sequential_windows(tmp_path, parquet_files, one_thread):
+    """The stream's windows, in order, are the prepared folder's sequential windows: same weights, same losses."""
+    prepared = tmp_path / "prepared"
+    prepare_corpus(
+        None, prepared, dataset="parquet", data_files=[str(parquet_files / "*.parquet")], train_ratio=1.0,
+        progress_bar=False,
+    )  # fmt: skip
+    steps = 12
+    mapped = pretrain(
+        str(prepared), config(tmp_path / "mapped", max_steps=steps, shuffle=False),
+        PretrainOptions(sampling="sequential", start_context=None), model_config=tiny_config(),
+    )  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
+    streamed = pretrain(
+        None, config(tmp_path / "streamed", max_steps=steps), stream_options(parquet_files),
+        model_config=tiny_config(),
+    )  # fmt: skip
+    assert steps * 4 < mapped.summary["hyperparameters"]["train_windows"]  # within one pass
+    assert_same_weights(weights(tmp_path / "mapped"), weights(tmp_path / "streamed"), 1e-6)
+    losses = lambda run: [r["train_loss"] for r in run.history]  # noqa: E731
+    assert losses(streamed) == pytest.approx(losses(mapped), abs=1e-6)
+    summary = json.loads((tmp_path / "streamed" / "training_summary.json").read_text())
+    assert (
+        summary["steps"] == steps and summary["tokens_seen"] == steps * 4 * 32 and summary["epochs"] is None
+    )
+    assert summary["hyperparameters"]["sampling"] == "stream"
+    assert summary["datasets"][0]["streaming"] is True
+    loaded = GPTScratchForCausalLM.from_pretrained(tmp_path / "streamed")  # a loadable folder
+    assert_same_weights(loaded.state_dict(), weights(tmp_path / "streamed"), 0.0)
+
+
+def test_a_dataset_without_streaming_is_loaded_and_split_as_the_books_text(
+    tmp_path, parquet_files, one_thread
+):
+    prepared = tmp_path / "prepared"
+    prepare_corpus(
+        None, prepared, dataset="parquet", data_files=[str(parquet_files / "*.parquet")], train_ratio=0.9,
+        progress_bar=False,
+    )  # fmt: skip
+    expected = {s: len(PreparedCorpus(prepared).windows(s, 32)) for s in ("train", "validation")}
+    result = pretrain(
+        None, config(tmp_path / "run", max_steps=2), stream_options(parquet_files, streaming=False),
+        model_config=tiny_config(),
+    )  # fmt: skip
+    hyper = result.summary["hyperparameters"]
+    assert (hyper["train_windows"], hyper["val_windows"]) == (expected["train"], expected["validation"])
+    assert result.summary["datasets"][0]["streaming"] is False
+    assert result.summary["datasets"][0]["data_files"] == [str(parquet_files / "*.parquet")]
+
+
+def test_a_streaming_run_needs_a_length_and_a_dataset(tmp_path, parquet_files, capsys):
+    with pytest.raises(ValueError, match="--max-steps or --max-tokens"):
+        pretrain(None, config(tmp_path / "a"), stream_options(parquet_files), model_config=tiny_config())
+    with pytest.raises(ValueError, match="give --dataset"):
+        pretrain(
+            None,
+            config(tmp_path / "b", max_steps=2),
+            PretrainOptions(streaming=True),
+            model_config=tiny_config(),
+        )
+    windows = StreamingWindows(
+        load_source_dataset("parquet", None, [str(parquet_files / "*.parquet")], "train", streaming=True),
+        GPTScratchTokenizer(),
+        32,
+    )
+    with pytest.raises(ValueError, match="max_steps"):
+        train(GPTScratchForCausalLM(tiny_config()), windows, None, config(tmp_path / "c"), CausalLMTask(None))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(ValueError, match="num_workers=2 is not supported"):
+        train(
+            GPTScratchForCausalLM(tiny_config()), windows, None, config(tmp_path / "d", max_steps=2, num_workers=2),
+            CausalLMTask(None),
+        )  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
+    flags = [
+        "pretrain",
+        "--dataset",
+        "parquet",
+        "--data-files",
+        str(parquet_files / "*.parquet"),
+        "--streaming",
+    ]
+    assert main([*flags, "--output-dir", str(tmp_path / "e")]) == 2
+    assert "error: a stream has no length: give --max-steps or --max-tokens" in capsys.readouterr().err
+    assert main([*flags, "the-verdict.txt", "--output-dir", str(tmp_path / "f")]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_validation_documents_are_held_out_by_a_hash_of_their_text(parquet_files):
+    source = load_source_dataset("parquet", None, [str(parquet_files / "*.parquet")], "train", streaming=True)
+    texts = [row["text"] for row in source]
+    held_out = [t for t in texts if text_in_validation(t, 0.2)]
+    assert 0.1 * len(texts) < len(held_out) < 0.3 * len(texts)
+    tokenizer = GPTScratchTokenizer()
+    for split, expected in (("validation", held_out), ("train", [t for t in texts if t not in held_out])):
+        windows = StreamingWindows(source, tokenizer, 32, split=split, val_ratio=0.2)
+        ids = [w["input_ids"].tolist() + w["target_ids"][-1:].tolist() for w in windows]
+        joined = tokenizer.encode("<|endoftext|>".join(expected), allowed_special={"<|endoftext|>"})
+        assert ids == [joined[i : i + 33] for i in range(0, len(joined) - 32, 32)]
+
+
+def test_a_stream_stopped_after_a_checkpoint_resumes_exactly(
+    tmp_path, parquet_files, one_thread, monkeypatch
+):
+    """Dropout, gradient accumulation, cosine schedule, a validation stream; the run reads the stream more than
+    twice over (passes), and is stopped in its second pass."""
+    flags = dict(
+        max_steps=30, checkpoint_every=5, gradient_accumulation_steps=2, lr_schedule="cosine", warmup_steps=3,
+        max_grad_norm=1.0,
+    )  # fmt: skip
+    options = stream_options(parquet_files, val_ratio=0.1)
+    reference = pretrain(None, config(tmp_path / "ref", **flags), options, model_config=tiny_config())
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+    save = training_module.save_checkpoint
+    passes = {}
+
+    def save_then_stop(run):
+        path = save(run)
+        stream = json.loads((path / "stream-00000.json").read_text())
+        passes[run.state.step] = stream["stream"]["source"]["epoch"]
+        if run.state.step == 20:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(training_module, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(None, config(tmp_path / "run", **flags), options, model_config=tiny_config())
+    AcceleratorState._reset_state(reset_partial_state=True)
+    monkeypatch.setattr(training_module, "save_checkpoint", save)
+    assert passes[5] == 0 and passes[20] == 1  # stopped in the second pass over the stream
+    other = tmp_path / "saved-by-two-processes"
+    shutil.copytree(tmp_path / "run", other)
+    checkpoint = other / "checkpoints" / "step-000020"
+    shutil.copy(stream_state_file(checkpoint, 0), stream_state_file(checkpoint, 1))
+    with pytest.raises(ValueError, match="stream states of 2 processes, this run has 1"):
+        pretrain(None, config(other, resume=True, **flags), options, model_config=tiny_config())
+    AcceleratorState._reset_state(reset_partial_state=True)
+    resumed = pretrain(
+        None, config(tmp_path / "run", resume=True, **flags), options, model_config=tiny_config()
+    )
+    assert resumed.summary["steps"] == 30
+    assert_same_weights(weights(tmp_path / "ref"), weights(tmp_path / "run"), atol=1e-6)
+    ref = [json.loads(x) for x in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
+    res = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    for key in ("train_loss", "val_loss"):
+        assert [r[key] for r in res] == pytest.approx([r[key] for r in ref], abs=1e-6)
+    assert reference.summary["metrics"]["val_loss"] == pytest.approx(resumed.summary["metrics"]["val_loss"])
+
+
+class Interleaved(torch.utils.data.IterableDataset):
+    """What two processes train on at a step, in one stream: 2 windows of rank 0's share, then 2 of rank 1's."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    def __iter__(self):
+        iterators = [iter(part) for part in self.parts]
+        while True:
+            for it in iterators:
+                yield from itertools.islice(it, 2)
+
+    def state_dict(self):  # between steps: the next window is rank 0's
+        return {"parts": [part.state_dict() for part in self.parts]}
+
+    def load_state_dict(self, state):
+        for part, part_state in zip(self.parts, state["parts"], strict=True):
+            part.load_state_dict(part_state)
+
+
+def test_two_processes_each_read_their_own_share_and_resume_exactly(tmp_path, parquet_files):
+    """2 processes != 1 process by construction: each process reads its own file (split_dataset_by_node), so a
+    step's 4 windows are 2 of file 0 and 2 of file 1, not 4 consecutive windows. Checked instead: the shares are
+    disjoint, and a 2-process run (DDP averages the gradients), killed after its step-3 checkpoint and resumed,
+    ends with the weights of one process training on those same windows, 2 of each share a step."""
+    config_path = write_tiny_config(tmp_path, drop_rate=0.0)
+    two = tmp_path / "two"
+    flags = [
+        "--dataset", "parquet", "--data-files", str(parquet_files / "*.parquet"), "--streaming",
+        "--val-ratio", "0", "--config", str(config_path), "--max-steps", "6", "--batch-size", "2",
+        "--checkpoint-every", "3", "--eval-freq", "100", "--eval-iter", "1", "--final-eval-iter", "1",
+        "--no-progress-bar", "--start-context", "", "--output-dir", str(two),
+    ]  # fmt: skip
+    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    killed = subprocess.run(
+        [sys.executable, *torchrun, "tests/stop_after_checkpoint.py", "3", "pretrain", *flags],
+        cwd=PROJECT_ROOT, env=env(), capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert killed.returncode != 0 and (two / "checkpoints" / "step-000003").is_dir(), killed.stderr[-3000:]
+    assert not (two / "model.safetensors").exists()
+    resumed = run_cli(*torchrun, "-m", "gpt_scratch", "pretrain", *flags, "--resume")
+    assert "Resumed from" in resumed.stdout + resumed.stderr and "(step 3," in resumed.stdout + resumed.stderr
+    checkpoint = two / "checkpoints" / "step-000006"
+    states = [json.loads(stream_state_file(checkpoint, r).read_text()) for r in range(2)]
+    assert [s["batches"] for s in states] == [6, 6]
+
+    tokenizer = GPTScratchTokenizer()
+    source = load_source_dataset("parquet", None, [str(parquet_files / "*.parquet")], "train", streaming=True)
+    parts = [StreamingWindows(source, tokenizer, 32, rank=r, world_size=2) for r in range(2)]
+    shares = [[tuple(w["input_ids"].tolist()) for w in part] for part in parts]
+    assert shares[0] and shares[1] and not set(shares[0]) & set(shares[1])
+    assert len(shares[0]) >= 12 and len(shares[1]) >= 12  # 6 steps of 2 windows, within one pass
+
+    set_seed(123)  # as pretrain does before it makes the model
+    model = GPTScratchForCausalLM(tiny_config(drop_rate=0.0))
+    one = tmp_path / "one"
+    parts = [StreamingWindows(source, tokenizer, 32, rank=r, world_size=2) for r in range(2)]
+    train(
+        model,
+        Interleaved(parts),
+        None,
+        config(one, max_steps=6, eval_freq=100, eval_iter=1),
+        CausalLMTask(None),
+    )
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert_same_weights(weights(one), weights(two), atol=1e-5)
