@@ -103,3 +103,44 @@ def test_torch_compile_trains_on_the_gpu_with_the_eager_losses(gpt2_pair):
     loss.backward()
     assert torch.allclose(loss, eager_loss, atol=1e-3)  # tiny_config has no dropout
     assert all(p.grad is not None for p in ours.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_run_stopped_after_a_checkpoint_resumes_exactly_on_the_gpu(
+    tmp_path, precision, monkeypatch, fresh_accelerate_state
+):
+    """Dropout on the GPU's generator, fp16's grad scaler, accumulation, cosine schedule: stopped, resumed, equal."""
+    from accelerate.state import AcceleratorState
+    from safetensors.torch import load_file
+
+    from gpt_scratch import training as training_module
+
+    def run(folder, resume=False):
+        torch.manual_seed(0)
+        model = GPTScratchForCausalLM(tiny_config(emb_dim=64, n_heads=4, context_length=32, drop_rate=0.1))
+        config = TrainingConfig(output_dir=str(tmp_path / folder), num_epochs=2, batch_size=4, eval_freq=5,
+                                eval_iter=2, progress_bar=False, mixed_precision=precision, lr_schedule="cosine",
+                                warmup_steps=2, max_grad_norm=1.0, gradient_accumulation_steps=2,
+                                checkpoint_every=3, resume=resume)  # fmt: skip
+        return train(model, windows(64), windows(16), config, CausalLMTask(None))
+
+    run("reference")
+    AcceleratorState._reset_state(reset_partial_state=True)
+    save = training_module.save_checkpoint
+
+    def save_then_stop(r):
+        path = save(r)
+        if r.state.step == 6:  # 8 optimizer steps an epoch: in the first
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(training_module, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run("stopped")
+    AcceleratorState._reset_state(reset_partial_state=True)
+    monkeypatch.setattr(training_module, "save_checkpoint", save)
+    run("stopped", resume=True)
+    reference = load_file(tmp_path / "reference" / "model.safetensors")
+    resumed = load_file(tmp_path / "stopped" / "model.safetensors")
+    assert reference.keys() == resumed.keys()
+    assert all(torch.allclose(reference[k], resumed[k], atol=1e-6) for k in reference)
