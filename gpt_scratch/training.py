@@ -21,6 +21,7 @@ columns, e.g. the pretraining windows {input_ids, target_ids}); pass a `collate_
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import dataclasses
@@ -82,6 +83,14 @@ class TrainingConfig:
     eval_iter: int | None = option(5, "batches per evaluation ('none': the whole loaders)")
     final_eval_iter: int | None = option(None, "batches for the final metrics in the summary ('none': all)")
     seed: int = option(123, "random seed (model initialisation, shuffling, dropout)")
+    batch_order: str = option(
+        "book",
+        "'book': the book's loaders, one process: shuffles and dropout drawn from torch's global generator in "
+        "the book's order (the train loss is evaluated on the shuffled train loader, as the book's evaluate_model) "
+        "-- the book's exact batches and masks; 'seedable': accelerate's seedable sampler, any number of processes "
+        "(several processes always use it), the train loss on the first unshuffled batches",
+        choices=["book", "seedable"],
+    )
     mixed_precision: str = option(
         "no", "'no', 'bf16' or 'fp16' (fp16 needs a GPU)", choices=["no", "bf16", "fp16"]
     )
@@ -100,6 +109,10 @@ class TrainingConfig:
             raise ValueError(
                 f"TrainingConfig.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
             )
+        if self.batch_order not in ("book", "seedable"):
+            raise ValueError(
+                f"TrainingConfig.batch_order must be 'book' or 'seedable', got {self.batch_order!r}"
+            )
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(
                 f"TrainingConfig.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}"
@@ -117,6 +130,7 @@ class TrainingConfig:
 BOOK_RUNS: dict[str, TrainingConfig] = {
     "chapter-5": TrainingConfig(),  # pretraining: 10 epochs, batch 2, lr 4e-4
     "chapter-6": TrainingConfig(  # classification fine-tuning
+        batch_order="seedable",
         num_epochs=5,
         batch_size=8,
         learning_rate=5e-5,
@@ -125,6 +139,7 @@ BOOK_RUNS: dict[str, TrainingConfig] = {
     ),
     "chapter-7": TrainingConfig(  # instruction fine-tuning
         output_dir="runs/instruct",
+        batch_order="seedable",
         num_epochs=2,
         batch_size=8,
         learning_rate=5e-5,
@@ -235,6 +250,10 @@ class TrainState:
     tokens_seen: int = 0  # over every process
     wall_time_s: float = 0.0  # time spent training, over every resumed part of the run
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per evaluation
+    # batch_order "book": torch's global generator (base64 of its state) at the checkpoint, and at the start of
+    # the current epoch (its train-loader iterator drew that epoch's shuffle from there)
+    rng_state: str | None = None
+    epoch_rng_state: str | None = None
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
@@ -340,14 +359,20 @@ def prepare(
     )
     if config.mixed_precision == "bf16":
         warn_if_slow_bf16("mixed_precision='bf16' (--mixed-precision bf16)", accelerator.device)
-    set_seed(config.seed)  # before the loaders are prepared: the seedable sampler takes its seed from here
+    if config.batch_order == "book" and accelerator.num_processes > 1:
+        accelerator.print("batch_order='book' is a one-process order: several processes use 'seedable'")
+        config = dataclasses.replace(config, batch_order="seedable")
+    book_order = config.batch_order == "book"
+    if not book_order:  # the book seeds before making the model, and its loaders draw from where that left off
+        set_seed(config.seed)  # before the loaders are prepared: the seedable sampler takes its seed from here
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
 
-    # Each loader has its own generator: making an iterator draws a seed from it, and a draw from torch's global
-    # RNG would shift the dropout masks after a resume (the resumed run makes one iterator more).
+    # "seedable": each loader has its own generator (making an iterator draws a seed from it, and a draw from
+    # torch's global RNG would shift the dropout masks after a resume: the resumed run makes one iterator more).
+    # "book": torch's global generator, as the book's loaders; fit() replays its draws when resuming.
     def make_loader(dataset: Any, batch_size: int, **kwargs: Any) -> DataLoader:
-        generator = torch.Generator().manual_seed(config.seed)
+        generator = None if book_order else torch.Generator().manual_seed(config.seed)
         return DataLoader(
             _torch_format(dataset),
             batch_size,
@@ -366,9 +391,12 @@ def prepare(
             f"The training set ({len(train_dataset)} examples) makes no batch of {config.batch_size}"
             + (" with drop_last=True" if config.drop_last else "")
         )
-    # The train loss is evaluated on the first eval_iter batches of an unshuffled loader: the same batches every
-    # time, and no draw from the training loader's random state (which resuming must reproduce exactly).
-    train_eval_loader = make_loader(train_dataset, eval_batch_size, shuffle=False)
+    # "seedable": the train loss is evaluated on the first eval_iter batches of an unshuffled loader (the same
+    # batches every time, no draw from the training loader's random state). "book": on the shuffled train loader.
+    if book_order and eval_batch_size == config.batch_size:
+        train_eval_loader = train_loader
+    else:
+        train_eval_loader = make_loader(train_dataset, eval_batch_size, shuffle=book_order)
     val_loader = make_loader(val_dataset, eval_batch_size, shuffle=False) if val_dataset else None
     test_loader = make_loader(test_dataset, eval_batch_size, shuffle=False) if test_dataset else None
 
@@ -378,11 +406,11 @@ def prepare(
         weight_decay=config.weight_decay,
         betas=(config.adam_beta1, config.adam_beta2),
     )
-    model, optimizer, train_loader, train_eval_loader = accelerator.prepare(
-        model, optimizer, train_loader, train_eval_loader
-    )
-    val_loader = accelerator.prepare(val_loader) if val_loader is not None else None
-    test_loader = accelerator.prepare(test_loader) if test_loader is not None else None
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if not book_order:  # "book" keeps plain DataLoaders: accelerate's wrappers would change the draws
+        train_loader, train_eval_loader = accelerator.prepare(train_loader, train_eval_loader)
+        val_loader = accelerator.prepare(val_loader) if val_loader is not None else None
+        test_loader = accelerator.prepare(test_loader) if test_loader is not None else None
 
     steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
     total_steps = config.num_epochs * steps_per_epoch
@@ -424,10 +452,13 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
     write = progress.write if not progress.disable else accelerator.print
     clock = _Clock(state)
     last_checkpoint_step = state.step if config.resume else -1
+    resuming = config.resume and state.step > 0
     local_tokens = 0
     model.train()
     while state.epoch < config.num_epochs and state.step < run.total_steps:
-        for batch in _rest_of_epoch(run):
+        for batch in _rest_of_epoch(run, resuming):
+            resuming = False
+            batch = _on_device(batch, accelerator.device)
             with accelerator.accumulate(model):
                 loss = task.loss(model, batch)
                 accelerator.backward(loss)
@@ -452,6 +483,7 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
                 state.epoch, state.batches_in_epoch = state.epoch + 1, 0  # this step ended the epoch
             if config.checkpoint_every and state.step % config.checkpoint_every == 0:
                 with clock.paused():
+                    _save_rng_state(run)
                     save_checkpoint(accelerator, run.output_dir, state)
                 last_checkpoint_step = state.step
             if state.step >= run.total_steps:
@@ -463,6 +495,7 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
     progress.close()
     clock.stop()
     if last_checkpoint_step != state.step:
+        _save_rng_state(run)
         save_checkpoint(accelerator, run.output_dir, state)
 
 
@@ -512,12 +545,62 @@ def evaluate_model(run: Run, task: Task, num_batches: int | None) -> dict[str, f
     return results
 
 
-def _rest_of_epoch(run: Run) -> Any:
+def _rest_of_epoch(run: Run, resuming: bool = False) -> Any:
     """The current epoch's batches, without those a resumed run already trained on."""
-    run.train_loader.set_epoch(run.state.epoch)
-    if run.state.batches_in_epoch:
-        return run.accelerator.skip_first_batches(run.train_loader, run.state.batches_in_epoch)
+    state = run.state
+    if run.config.batch_order == "book":
+        return _rest_of_book_epoch(run, resuming)
+    run.train_loader.set_epoch(state.epoch)
+    if state.batches_in_epoch:
+        return run.accelerator.skip_first_batches(run.train_loader, state.batches_in_epoch)
     return run.train_loader
+
+
+def _rest_of_book_epoch(run: Run, resuming: bool) -> Iterator[Any]:
+    """The book's epoch: a fresh iterator of the train loader, which draws the epoch's shuffle from torch's global
+    generator. A run resumed mid-epoch replays that draw from the generator state of the epoch's start, skips the
+    batches it already trained on, then takes up the generator state of its checkpoint."""
+    state = run.state
+    if resuming and state.rng_state is None:
+        raise ValueError(
+            f"{run.output_dir / CHECKPOINTS_DIR}: the checkpoint was written with batch_order='seedable'; "
+            "resume it with --batch-order seedable"
+        )
+    if state.batches_in_epoch:
+        torch.set_rng_state(_decode_rng_state(state.epoch_rng_state))
+    else:
+        if resuming:
+            torch.set_rng_state(_decode_rng_state(state.rng_state))
+        state.epoch_rng_state = _encode_rng_state(torch.get_rng_state())
+    batches = iter(run.train_loader)
+    if state.batches_in_epoch:
+        for _ in range(state.batches_in_epoch):  # the sampler draws its permutation at the first batch
+            next(batches)
+        torch.set_rng_state(_decode_rng_state(state.rng_state))
+    return batches
+
+
+def _save_rng_state(run: Run) -> None:
+    """batch_order "book": the global generator goes into the checkpoint's trainer_state.json (no pickle)."""
+    if run.config.batch_order == "book":
+        run.state.rng_state = _encode_rng_state(torch.get_rng_state())
+
+
+def _encode_rng_state(rng_state: torch.Tensor) -> str:
+    return base64.b64encode(rng_state.numpy().tobytes()).decode("ascii")
+
+
+def _decode_rng_state(text: str | None) -> torch.Tensor:
+    if text is None:
+        raise ValueError("the checkpoint's trainer_state.json lacks the generator state of batch_order='book'")
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+
+def _on_device(batch: Any, device: torch.device) -> Any:
+    """A batch of tensors on `device` (accelerate's prepared loaders place them already; "book" loaders not)."""
+    if isinstance(batch, dict):
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return batch
 
 
 def _log_evaluation(run: Run, task: Task, clock: _Clock) -> dict[str, Any]:
@@ -607,6 +690,7 @@ def evaluate(
     for i, batch in enumerate(loader):
         if num_batches is not None and i >= num_batches:
             break
+        batch = _on_device(batch, accelerator.device)
         totals += torch.tensor(
             [task.loss(model, batch).item(), 1.0], device=totals.device, dtype=torch.float64
         )

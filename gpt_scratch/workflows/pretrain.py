@@ -95,7 +95,9 @@ def pretrain(
     tokenizer = tokenizer or GPTScratchTokenizer()
     if model_config is None:
         preset = preset or BOOK_PRESET
-        model_config = GPTScratchConfig.from_preset(preset, context_length=BOOK_CONTEXT_LENGTH)
+        model_config = GPTScratchConfig.from_preset(
+            preset, context_length=BOOK_CONTEXT_LENGTH, initializer_style=default_initializer_style(preset)
+        )
     if context_length is not None:
         model_config.context_length = context_length
     if options.max_tokens is not None:
@@ -165,6 +167,11 @@ def pretrain(
     )
 
 
+def default_initializer_style(preset: str) -> str:
+    """The book's run initialises as the book (PyTorch's defaults); GPT-2's sizes as GPT-2."""
+    return "book" if preset == BOOK_PRESET else "gpt2"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The `gpt-scratch pretrain` verb
 
@@ -192,6 +199,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--drop-rate", type=float, default=None, help="dropout rate (default: the preset's, 0.1)"
     )
+    model.add_argument(
+        "--initializer-style",
+        choices=["book", "gpt2"],
+        default=None,
+        help=f"weight initialisation: 'book' (PyTorch's defaults in the book's order: the book's weights under its "
+        f"seed) or 'gpt2' (default: book with {BOOK_PRESET}, gpt2 with GPT-2's presets, the config's own with --config)",
+    )
     add_dataclass_arguments(parser, PretrainOptions, title="data and sample")
     add_training_arguments(parser, TrainingConfig(output_dir=None))
 
@@ -208,8 +222,12 @@ def run(args: argparse.Namespace) -> int:
         )
         context_length = args.context_length
     else:
-        model_config = GPTScratchConfig.from_preset(args.preset)
+        model_config = GPTScratchConfig.from_preset(
+            args.preset, initializer_style=default_initializer_style(args.preset)
+        )
         context_length = args.context_length or BOOK_CONTEXT_LENGTH
+    if args.initializer_style is not None:
+        model_config.initializer_style = args.initializer_style
     if args.drop_rate is not None:
         model_config.drop_rate = args.drop_rate
     corpus = args.corpus[0] if len(args.corpus) == 1 else args.corpus
