@@ -251,7 +251,8 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
         super().init_weights()
 
     def _init_weights(self, module: nn.Module) -> None:
-        if self.config.initializer_style == "book":  # layers a checkpoint lacks (e.g. a new head): PyTorch's own
+        # The book's style: layers a checkpoint lacks (e.g. a new head) get PyTorch's own defaults.
+        if self.config.initializer_style == "book":
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 module.reset_parameters()
             elif isinstance(module, LayerNorm):

@@ -71,11 +71,15 @@ class TrainingConfig:
         "'constant' or 'cosine' (cosine decay to --min-lr after the warmup, appendix D)",
         choices=["constant", "cosine"],
     )
-    warmup_steps: int = option(0, "linear learning-rate warmup from 0 over this many optimizer steps")
-    min_lr: float = option(0.0, "the learning rate the cosine schedule ends at")
+    warmup_steps: int = option(0, "linear learning-rate warmup from --initial-lr over this many steps")
+    warmup_ratio: float | None = option(
+        None, "warmup over this share of the run's optimizer steps instead (appendix D: 0.2)"
+    )
+    initial_lr: float = option(0.0, "the learning rate the warmup starts from (appendix D: 1e-5)")
+    min_lr: float = option(0.0, "the learning rate the cosine schedule ends at (appendix D: 1e-5)")
     gradient_accumulation_steps: int = option(1, "batches per optimizer step")
     max_grad_norm: float | None = option(
-        None, "clip the gradient norm to this (appendix D: 1.0; 'none': no clipping)"
+        None, "clip the gradient norm to this once the warmup is over (appendix D: 1.0; 'none': no clipping)"
     )
     eval_freq: int = option(
         5, "evaluate after the first optimizer step and every this many steps after (as the book)"
@@ -120,6 +124,10 @@ class TrainingConfig:
         for name in ("num_epochs", "batch_size", "gradient_accumulation_steps", "eval_freq"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainingConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_ratio is not None and not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(
+                f"TrainingConfig.warmup_ratio must be in [0, 1) or None, not {self.warmup_ratio}"
+            )
         for name in ("max_steps", "eval_iter", "final_eval_iter", "checkpoint_every", "eval_batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -129,6 +137,16 @@ class TrainingConfig:
 # The book's runs, each written once. Chapter 5's are TrainingConfig's defaults; the workflows start from these.
 BOOK_RUNS: dict[str, TrainingConfig] = {
     "chapter-5": TrainingConfig(),  # pretraining: 10 epochs, batch 2, lr 4e-4
+    "appendix-d": TrainingConfig(  # chapter 5's pretraining with appendix D's schedule, as its notebook runs it
+        num_epochs=15,
+        learning_rate=1e-3,  # the peak (the book's text printed 5e-4 by mistake, its notebook says)
+        lr_schedule="cosine",
+        warmup_ratio=0.2,
+        initial_lr=1e-5,
+        min_lr=1e-5,
+        max_grad_norm=1.0,
+        eval_iter=1,
+    ),
     "chapter-6": TrainingConfig(  # classification fine-tuning
         batch_order="seedable",
         num_epochs=5,
@@ -290,6 +308,7 @@ class Run:
     steps_per_epoch: int
     total_steps: int
     state: TrainState
+    warmup_steps: int = 0
 
     @property
     def output_dir(self) -> Path:
@@ -363,8 +382,10 @@ def prepare(
         accelerator.print("batch_order='book' is a one-process order: several processes use 'seedable'")
         config = dataclasses.replace(config, batch_order="seedable")
     book_order = config.batch_order == "book"
-    if not book_order:  # the book seeds before making the model, and its loaders draw from where that left off
-        set_seed(config.seed)  # before the loaders are prepared: the seedable sampler takes its seed from here
+    # "seedable": seeded here, before the loaders are prepared (the sampler takes its seed from here). "book": the
+    # caller seeded before making the model (pretrain does), and the loaders draw from where that left off.
+    if not book_order:
+        set_seed(config.seed)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -416,8 +437,11 @@ def prepare(
     total_steps = config.num_epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+    warmup_steps = (
+        int(config.warmup_ratio * total_steps) if config.warmup_ratio is not None else config.warmup_steps
+    )
     # Stepped by hand once per optimizer step (accelerate's prepared scheduler steps num_processes times per step).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps, warmup_steps))
     accelerator.register_for_checkpointing(scheduler)
 
     state = TrainState()
@@ -433,7 +457,7 @@ def prepare(
         _write_metric_logs(output_dir, state.history, rewrite=True)
     return Run(
         config, accelerator, model, optimizer, scheduler, train_loader, train_eval_loader, val_loader,
-        test_loader, steps_per_epoch, total_steps, state,
+        test_loader, steps_per_epoch, total_steps, state, warmup_steps,
     )  # fmt: skip
 
 
@@ -462,7 +486,8 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
             with accelerator.accumulate(model):
                 loss = task.loss(model, batch)
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm is not None:
+                clip = config.max_grad_norm is not None and state.step >= run.warmup_steps  # as appendix D
+                if accelerator.sync_gradients and clip:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 run.optimizer.step()
                 run.optimizer.zero_grad()
@@ -592,7 +617,7 @@ def _encode_rng_state(rng_state: torch.Tensor) -> str:
 
 def _decode_rng_state(text: str | None) -> torch.Tensor:
     if text is None:
-        raise ValueError("the checkpoint's trainer_state.json lacks the generator state of batch_order='book'")
+        raise ValueError("the checkpoint's trainer_state.json lacks batch_order='book''s generator state")
     return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
 
 
@@ -655,21 +680,24 @@ class _Clock:
         self.interval_start += time.time() - self.start
 
 
-def lr_lambda(config: TrainingConfig, total_steps: int) -> Callable[[int], float]:
-    """The learning-rate multiplier after `step` optimizer steps: linear warmup, then constant or cosine decay to
-    min_lr (appendix D's schedule, with the warmup starting from 0)."""
-    warmup, min_ratio = (
-        config.warmup_steps,
-        config.min_lr / config.learning_rate if config.learning_rate else 0.0,
-    )
+def lr_lambda(
+    config: TrainingConfig, total_steps: int, warmup_steps: int | None = None
+) -> Callable[[int], float]:
+    """The learning-rate multiplier of the optimizer step after `step` steps: appendix D's `train_model` schedule,
+    a linear warmup from initial_lr over `warmup_steps` (default: config.warmup_steps), then the peak
+    (learning_rate) constant or decayed along a cosine to min_lr."""
+    peak = config.learning_rate
+    warmup = config.warmup_steps if warmup_steps is None else warmup_steps
 
     def multiplier(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
-        if config.lr_schedule == "constant":
+            lr = config.initial_lr + step * (peak - config.initial_lr) / warmup
+        elif config.lr_schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        else:
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            lr = config.min_lr + (peak - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return lr / peak if peak else 0.0
 
     return multiplier
 

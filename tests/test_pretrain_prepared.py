@@ -117,7 +117,7 @@ def _flags(config_path, verdict, batch_size):
     return [
         str(verdict), "--config", str(config_path), "--max-steps", "6", "--batch-size", str(batch_size),
         "--eval-freq", "100", "--eval-iter", "1", "--final-eval-iter", "1", "--no-progress-bar",
-        "--start-context", "", "--sampling", "random",
+        "--start-context", "", "--sampling", "random", "--batch-order", "seedable",  # what several processes use
     ]  # fmt: skip
 
 

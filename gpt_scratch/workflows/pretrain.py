@@ -32,6 +32,7 @@ from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 from gpt_scratch.training import (
+    BOOK_RUNS,
     CausalLMTask,
     TrainingConfig,
     TrainResult,
@@ -207,12 +208,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"seed) or 'gpt2' (default: book with {BOOK_PRESET}, gpt2 with GPT-2's presets, the config's own with --config)",
     )
     add_dataclass_arguments(parser, PretrainOptions, title="data and sample")
+    parser.add_argument(
+        "--book-run",
+        choices=PRETRAINING_RUNS,
+        default="chapter-5",
+        help="the book's run whose training settings are the defaults: 'chapter-5' (10 epochs, lr 4e-4) or "
+        "'appendix-d' (15 epochs, 20%% linear warmup from 1e-5 to 1e-3, cosine decay to 1e-5, gradient clipping "
+        "1.0 after the warmup, eval over 1 batch); the flags below win (default: chapter-5)",
+    )
     add_training_arguments(parser, TrainingConfig(output_dir=None))
+
+
+PRETRAINING_RUNS = ["chapter-5", "appendix-d"]
+
+
+def book_run_training(name: str, flags: TrainingConfig) -> TrainingConfig:
+    """BOOK_RUNS[name], with every setting the flags changed from chapter 5's default taken from the flags."""
+    chapter_5 = TrainingConfig()
+    changed = {
+        f.name: getattr(flags, f.name)
+        for f in dataclasses.fields(TrainingConfig)
+        if getattr(flags, f.name) != getattr(chapter_5, f.name)
+    }
+    return dataclasses.replace(BOOK_RUNS[name], **changed)
 
 
 def run(args: argparse.Namespace) -> int:
     args.output_dir = run_folder(args.output_dir, args.resume, "pretrain")
-    training = training_config_from_args(args)
+    training = book_run_training(args.book_run, training_config_from_args(args))
     if args.config:
         path = Path(args.config)
         model_config = (
