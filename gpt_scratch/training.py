@@ -14,6 +14,13 @@ compute the loss of a batch:
 `metrics.csv` and accelerate's trackers; checkpoints atomically; and at the end writes into `output_dir` the
 model and tokenizer (`save_pretrained`), `loss.png` and `training_summary.json` (see `TrainResult.summary`).
 
+Batch order (`batch_order`): "book" (one process) is the book's: plain DataLoaders drawing their shuffle from
+torch's global generator at each iteration, the train loss evaluated on the shuffled train loader, dropout from the
+same generator, nothing reseeded after the model is made: with the book's initial weights the book's exact batches
+and masks. "seedable" (any number of processes; several always use it) is accelerate's seedable sampler and the train
+loss of the first unshuffled batches. Both resume exactly: "book" keeps the generator's state in the checkpoint's
+trainer_state.json.
+
 Batches: with `collate_fn=None` a dataset is used as is (a `datasets.Dataset` in torch format: equal-length
 columns, e.g. the pretraining windows {input_ids, target_ids}); pass a `collate_fn` for padding (ch. 6, 7).
 `batch_size` is per process: the global batch is `batch_size * num_processes * gradient_accumulation_steps`.
@@ -341,7 +348,7 @@ def train(
     """
     start_time = time.time()
     run = prepare(model, train_dataset, val_dataset, config, test_dataset=test_dataset, collate_fn=collate_fn)
-    hyperparameters = {**dataclasses.asdict(config), **(extra_hyperparameters or {})}
+    hyperparameters = {**dataclasses.asdict(run.config), **(extra_hyperparameters or {})}  # the order used
     model_config = getattr(run.accelerator.unwrap_model(run.model), "config", None)
     if model_config is not None:
         hyperparameters["model_config"] = model_config.to_diff_dict()

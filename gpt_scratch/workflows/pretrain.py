@@ -2,9 +2,12 @@
 
 With no arguments it is the book's chapter 5 run: `GPT_CONFIG_124M` with a context of 256 tokens, trained on
 "The Verdict" for 10 epochs, batch size 2, AdamW (lr 4e-4, weight decay 0.1), evaluated every 5 steps over 5
-batches, a 90/10 train/validation split, seed 123, and the sample "Every effort moves you" after each epoch.
+batches, a 90/10 train/validation split, seed 123, and the sample "Every effort moves you" after each epoch --
+from the book's initial weights (`initializer_style="book"`), with its batch order and dropout masks
+(`batch_order="book"`): the book's log, line for line.
 
     gpt-scratch pretrain                                   # the book's run
+    gpt-scratch pretrain --book-run appendix-d             # the same with appendix D's warmup, cosine, clipping
     gpt-scratch pretrain 'corpus/*.txt' --preset gpt2-small --context-length 1024 --output-dir runs/mine
     accelerate launch --multi_gpu --num_processes 2 -m gpt_scratch pretrain --output-dir runs/ddp
     torchrun --nproc_per_node 2 -m gpt_scratch pretrain --output-dir runs/ddp
