@@ -50,7 +50,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gpt_scratch.generation.book import generate_text_simple, text_to_token_ids, token_ids_to_text
+from gpt_scratch.generation.fast_generate import generate_fast
 from gpt_scratch.hardware import warn_if_slow_bf16
+from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.plotting import plot_losses, plot_values
 
@@ -212,7 +214,8 @@ class CausalLMTask(Task):
 
     The loss is the book's `calc_loss_batch`: cross-entropy of `model(input_ids).logits` against `target_ids`,
     positions with -100 ignored. The sample is the book's `generate_and_print_sample`: greedy decoding of
-    `max_new_tokens` tokens after `start_context` (a prompt formatted by the workflow, for instructions).
+    `max_new_tokens` tokens after `start_context` (a prompt formatted by the workflow, for instructions), with a
+    KV cache where the context allows (the book re-runs the whole context for each token: the same tokens).
     """
 
     def __init__(
@@ -234,7 +237,11 @@ class CausalLMTask(Task):
             return None
         device = next(model.parameters()).device
         idx = text_to_token_ids(self.start_context, tokenizer).to(device)
-        out = generate_text_simple(model, idx, self.max_new_tokens, context_size=model.config.context_length)
+        context_length = model.config.context_length
+        if isinstance(model, GPTScratchForCausalLM) and idx.shape[1] + self.max_new_tokens <= context_length:
+            out = generate_fast(model, idx, self.max_new_tokens)  # the same greedy tokens, with a KV cache
+        else:
+            out = generate_text_simple(model, idx, self.max_new_tokens, context_size=context_length)
         return token_ids_to_text(out, tokenizer).replace("\n", " ")  # compact print format, as the book
 
     def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
