@@ -209,11 +209,22 @@ def test_generate_verb_samples_as_the_books_generate(tmp_path, capsys):
 
 
 # ---- The book's chapter 5 run itself: GPT_CONFIG_124M, context 256, 10 epochs ----------------------------------
-# The book's own code (llms_from_scratch 1.0.19, ch05 train_model_simple) printed these on this project's machine.
+# The book's own code (llms_from_scratch 1.0.19, ch05 train_model_simple) printed these on this project's machine
+# (AMD EPYC, one thread); the book prints the same.
 BOOK_CH05_FIRST_LINES = [
     "Ep 1 (Step 000000): Train loss 9.781, Val loss 9.933",
     "Ep 1 (Step 000005): Train loss 8.111, Val loss 8.339",
 ]
+BOOK_CH05_LOSSES = [
+    (9.781, 9.933), (8.111, 8.339), (6.661, 7.048), (5.961, 6.616), (5.726, 6.600), (5.201, 6.348), (4.417, 6.278),
+    (4.069, 6.226), (3.732, 6.160), (2.850, 6.179), (2.427, 6.141), (2.104, 6.134), (1.882, 6.233), (1.320, 6.238),
+    (0.985, 6.242), (0.717, 6.293), (0.541, 6.393), (0.391, 6.452),
+]  # fmt: skip
+BOOK_CH05_EPOCH_9_SAMPLE = (
+    'Every effort moves you?"  "Yes--quite insensible to the irony. She wanted him vindicated--and by me!"'
+)
+# Section 5.3.3: generate(..., max_new_tokens=15, top_k=25, temperature=1.4) after torch.manual_seed(123)
+BOOK_CH05_TOPK_SAMPLE = "Every effort moves you stand to work on surprise, a one of us had gone with random-"
 
 
 @pytest.mark.slow  # a 124M model: ~2 min on one core
@@ -225,13 +236,17 @@ def test_chapter_5_first_evaluations_are_the_books(tmp_path, capsys):
 
 
 @pytest.mark.slow  # the whole chapter 5 run: ~25 min on one core
-def test_chapter_5_full_run_ends_as_the_books(tmp_path, capsys):
-    result = pretrain("the-verdict", TrainingConfig(output_dir=str(tmp_path / "run"), progress_bar=False))
+def test_chapter_5_full_run_is_the_books(tmp_path, capsys):
+    from gpt_scratch.cli import main
+
+    pretrain("the-verdict", TrainingConfig(output_dir=str(tmp_path / "run"), progress_bar=False))
     lines, samples = printed(capsys.readouterr().out)
     assert lines[:2] == BOOK_CH05_FIRST_LINES
-    history = result.history
-    assert len(history) == 18 and history[-1]["step"] == 86  # the book's last line: Ep 10 (Step 000085)
-    # the book: train 0.391, val 6.452 after the last step; float rounding (fused q/k/v) drifts later digits
-    assert history[-1]["train_loss"] < 1.0 and abs(history[-1]["val_loss"] - 6.452) < 0.3
-    assert any("insensible to the irony" in sample for sample in samples)
-    assert Path(tmp_path / "run" / "model.safetensors").is_file()
+    losses = [tuple(float(x) for x in re.findall(r"loss ([\d.]+)", line)) for line in lines]
+    # equal here to the printed digit; fused vs separate matmuls may move late digits on another CPU
+    assert losses == [pytest.approx(pair, abs=0.02) for pair in BOOK_CH05_LOSSES]
+    assert len(samples) == 10 and samples[8].startswith(BOOK_CH05_EPOCH_9_SAMPLE)
+    argv = ["generate", str(tmp_path / "run"), "--max-new-tokens", "15", "--temperature", "1.4", "--top-k", "25",
+            "--seed", "123"]  # fmt: skip
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip() == BOOK_CH05_TOPK_SAMPLE
