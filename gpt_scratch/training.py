@@ -283,9 +283,11 @@ class TrainState:
     wall_time_s: float = 0.0  # time spent training, over every resumed part of the run
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per evaluation
     # batch_order "book": torch's global generator (base64 of its state) at the checkpoint, and at the start of
-    # the current epoch (its train-loader iterator drew that epoch's shuffle from there)
+    # the current epoch (its train-loader iterator drew that epoch's shuffle from there); on a GPU, its generator
+    # (dropout) at the checkpoint
     rng_state: str | None = None
     epoch_rng_state: str | None = None
+    cuda_rng_state: str | None = None
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
@@ -616,6 +618,8 @@ def _rest_of_book_epoch(run: Run, resuming: bool) -> Iterator[Any]:
         for _ in range(state.batches_in_epoch):  # the sampler draws its permutation at the first batch
             next(batches)
         torch.set_rng_state(_decode_rng_state(state.rng_state))
+    if resuming and state.cuda_rng_state is not None and run.accelerator.device.type == "cuda":
+        torch.cuda.set_rng_state(_decode_rng_state(state.cuda_rng_state), run.accelerator.device)
     return batches
 
 
@@ -623,6 +627,8 @@ def _save_rng_state(run: Run) -> None:
     """batch_order "book": the global generator goes into the checkpoint's trainer_state.json (no pickle)."""
     if run.config.batch_order == "book":
         run.state.rng_state = _encode_rng_state(torch.get_rng_state())
+        if run.accelerator.device.type == "cuda":
+            run.state.cuda_rng_state = _encode_rng_state(torch.cuda.get_rng_state(run.accelerator.device))
 
 
 def _encode_rng_state(rng_state: torch.Tensor) -> str:
