@@ -51,9 +51,8 @@ def test_missing_data_dir_is_named_and_offline_never_downloads(tmp_path, monkeyp
 
 
 def test_empty_prompt_is_a_clear_error(tmp_path):
-    from gpt_scratch.generation.inference import generate_text
-
     from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
+    from gpt_scratch.generation.inference import generate_text
     from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
     config = GPTScratchConfig(context_length=16, emb_dim=16, n_heads=2, n_layers=1)
