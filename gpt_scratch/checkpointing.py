@@ -360,6 +360,10 @@ def check_resumable(
     changed = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
                if before.get(k) != after.get(k)}  # fmt: skip
     allowed = MAY_CHANGE_ON_RESUME | (RUN_LENGTH if config.lr_schedule == "constant" else set())
+    if (
+        config.batch_order == "book"
+    ):  # each evaluation draws the train loader's shuffle from the global generator
+        allowed = allowed - {"eval_freq"}
     refused = [k for k in changed if k.split(".")[0] not in allowed]
     if refused:
         listed = ", ".join(f"{k}: {changed[k][0]!r} -> {changed[k][1]!r}" for k in refused)

@@ -19,6 +19,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "GPT_CONFIG_124M": dict(emb_dim=768, n_layers=12, n_heads=12, qkv_bias=False, tie_word_embeddings=False),
 }
 
+INITIALIZER_STYLES = ("gpt2", "book")
+
 
 class GPTScratchConfig(PreTrainedConfig):
     """Configuration of the from-scratch GPT.
@@ -33,6 +35,9 @@ class GPTScratchConfig(PreTrainedConfig):
         qkv_bias: whether the query/key/value projections have a bias (GPT-2: yes; the book's training: no).
         layer_norm_eps: epsilon of the layer norms (GPT-2 and the book: 1e-5).
         initializer_range: standard deviation of GPT-2's normal initialisation.
+        initializer_style: ``"gpt2"`` (GPT-2's normal initialisation, the default) or ``"book"`` (PyTorch's
+            defaults, as the book's ``GPTModel``: embeddings N(0, 1), Linear layers Kaiming-uniform, drawn in the
+            book's order, so ``torch.manual_seed(123)`` gives the book's weights; its chapter 5 run).
     """
 
     model_type = "gpt_scratch"
@@ -53,6 +58,7 @@ class GPTScratchConfig(PreTrainedConfig):
     qkv_bias: bool = False
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
+    initializer_style: str = "gpt2"
     use_cache: bool = True
     bos_token_id: int | None = 50256
     eos_token_id: int | None = 50256
@@ -70,6 +76,11 @@ class GPTScratchConfig(PreTrainedConfig):
             )
         if not 0.0 <= float(self.drop_rate) < 1.0:
             raise ValueError(f"GPTScratchConfig.drop_rate must be in [0, 1), got {self.drop_rate!r}")
+        if self.initializer_style not in INITIALIZER_STYLES:
+            raise ValueError(
+                f"GPTScratchConfig.initializer_style must be one of {', '.join(INITIALIZER_STYLES)}, "
+                f"got {self.initializer_style!r}"
+            )
         super().__post_init__(**kwargs)
 
     @property

@@ -180,6 +180,20 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(context_vec), attn_weights
 
 
+@torch.no_grad()
+def regroup_qkv_draws_as_the_books(qkv: nn.Linear) -> None:
+    """Give a freshly constructed fused q/k/v layer with bias the book's values under the same seed.
+
+    PyTorch drew its (3 * emb_dim, emb_dim) weight, then its 3 * emb_dim bias; the book's separate W_query,
+    W_key, W_value draw weight then bias for each in turn. Both are uniform draws with the same bound,
+    1 / sqrt(emb_dim): the same numbers in the same order, which this puts where the book has them.
+    """
+    emb_dim = qkv.in_features
+    draws = torch.cat([qkv.weight.flatten(), qkv.bias]).view(3, emb_dim * emb_dim + emb_dim)  # per projection
+    qkv.weight.copy_(draws[:, : emb_dim * emb_dim].reshape_as(qkv.weight))
+    qkv.bias.copy_(draws[:, emb_dim * emb_dim :].reshape_as(qkv.bias))
+
+
 class TransformerBlock(GradientCheckpointingLayer):
     """Pre-norm block: x + attention(norm(x)), then x + feed_forward(norm(x)), dropout on both shortcuts."""
 
@@ -221,7 +235,30 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
         "attentions": OutputRecorder(MultiHeadAttention, index=1),
     }
 
+    def init_weights(self) -> None:
+        """post_init's initialisation. GPT-2's style overwrites the layers with `_init_weights`. The book's style
+        keeps what the layers' constructors drew: PyTorch's defaults, in the order the book's GPTModel draws them
+        (tok_emb, pos_emb, per block W_query, W_key, W_value, out_proj, the feed-forward, then out_head), so
+        `torch.manual_seed(123)` gives the book's weights and leaves the global generator where the book's does.
+        """
+        if self.config.initializer_style == "book" and not any(p.is_meta for p in self.parameters()):
+            for module in self.modules():
+                if getattr(module, "_is_hf_initialized", False):
+                    continue  # a sub-model's own post_init kept it already
+                if isinstance(module, MultiHeadAttention) and module.qkv.bias is not None:
+                    regroup_qkv_draws_as_the_books(module.qkv)
+                module._is_hf_initialized = True
+        super().init_weights()
+
     def _init_weights(self, module: nn.Module) -> None:
+        # The book's style: layers a checkpoint lacks (e.g. a new head) get PyTorch's own defaults.
+        if self.config.initializer_style == "book":
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                module.reset_parameters()
+            elif isinstance(module, LayerNorm):
+                init.ones_(module.scale)
+                init.zeros_(module.shift)
+            return
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
             # GPT-2: the projections that write into the residual stream are scaled by 1/sqrt(2 * n_layers).

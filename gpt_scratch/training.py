@@ -15,6 +15,13 @@ compute the loss of a batch:
 run folder, a resume that continues the same run or is refused); and at the end writes into `output_dir` the
 model and tokenizer (`save_pretrained`), `loss.png` and `training_summary.json` (see `TrainResult.summary`).
 
+Batch order (`batch_order`): "book" (one process) is the book's: plain DataLoaders drawing their shuffle from
+torch's global generator at each iteration, the train loss evaluated on the shuffled train loader, dropout from the
+same generator, nothing reseeded after the model is made: with the book's initial weights the book's exact batches
+and masks. "seedable" (any number of processes; several always use it) is accelerate's seedable sampler and the train
+loss of the first unshuffled batches. Both resume exactly: "book" keeps the generator's state in the checkpoint's
+trainer_state.json.
+
 Batches: with `collate_fn=None` a dataset is used as is (a `datasets.Dataset` in torch format: equal-length
 columns, e.g. the pretraining windows {input_ids, target_ids}); pass a `collate_fn` for padding (ch. 6, 7).
 A training set may also be a stream (a torch `IterableDataset` with a JSON-able `state_dict()`, e.g.
@@ -24,6 +31,7 @@ A training set may also be a stream (a torch `IterableDataset` with a JSON-able 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import csv
@@ -56,7 +64,9 @@ from gpt_scratch.checkpointing import (  # noqa: F401  (latest_checkpoint: the l
     save_checkpoint,
 )
 from gpt_scratch.generation.book import generate_text_simple, text_to_token_ids, token_ids_to_text
+from gpt_scratch.generation.fast_generate import generate_fast
 from gpt_scratch.hardware import warn_if_slow_bf16
+from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.plotting import plot_losses, plot_values
 
@@ -81,11 +91,15 @@ class TrainingConfig:
         "'constant' or 'cosine' (cosine decay to --min-lr after the warmup, appendix D)",
         choices=["constant", "cosine"],
     )
-    warmup_steps: int = option(0, "linear learning-rate warmup from 0 over this many optimizer steps")
-    min_lr: float = option(0.0, "the learning rate the cosine schedule ends at")
+    warmup_steps: int = option(0, "linear learning-rate warmup from --initial-lr over this many steps")
+    warmup_ratio: float | None = option(
+        None, "warmup over this share of the run's optimizer steps instead (appendix D: 0.2)"
+    )
+    initial_lr: float = option(0.0, "the learning rate the warmup starts from (appendix D: 1e-5)")
+    min_lr: float = option(0.0, "the learning rate the cosine schedule ends at (appendix D: 1e-5)")
     gradient_accumulation_steps: int = option(1, "batches per optimizer step")
     max_grad_norm: float | None = option(
-        None, "clip the gradient norm to this (appendix D: 1.0; 'none': no clipping)"
+        None, "clip the gradient norm to this once the warmup is over (appendix D: 1.0; 'none': no clipping)"
     )
     eval_freq: int = option(
         5, "evaluate after the first optimizer step and every this many steps after (as the book)"
@@ -93,6 +107,14 @@ class TrainingConfig:
     eval_iter: int | None = option(5, "batches per evaluation ('none': the whole loaders)")
     final_eval_iter: int | None = option(None, "batches for the final metrics in the summary ('none': all)")
     seed: int = option(123, "random seed (model initialisation, shuffling, dropout)")
+    batch_order: str = option(
+        "book",
+        "'book': the book's loaders, one process: shuffles and dropout drawn from torch's global generator in "
+        "the book's order (the train loss is evaluated on the shuffled train loader, as the book's evaluate_model) "
+        "-- the book's exact batches and masks; 'seedable': accelerate's seedable sampler, any number of processes "
+        "(several processes always use it), the train loss on the first unshuffled batches",
+        choices=["book", "seedable"],
+    )
     mixed_precision: str = option(
         "no", "'no', 'bf16' or 'fp16' (fp16 needs a GPU)", choices=["no", "bf16", "fp16"]
     )
@@ -112,6 +134,10 @@ class TrainingConfig:
             raise ValueError(
                 f"TrainingConfig.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
             )
+        if self.batch_order not in ("book", "seedable"):
+            raise ValueError(
+                f"TrainingConfig.batch_order must be 'book' or 'seedable', got {self.batch_order!r}"
+            )
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(
                 f"TrainingConfig.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}"
@@ -119,6 +145,10 @@ class TrainingConfig:
         for name in ("num_epochs", "batch_size", "gradient_accumulation_steps", "eval_freq"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainingConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_ratio is not None and not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(
+                f"TrainingConfig.warmup_ratio must be in [0, 1) or None, not {self.warmup_ratio}"
+            )
         for name in ("max_steps", "eval_iter", "final_eval_iter", "checkpoint_every", "eval_batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -132,7 +162,18 @@ class TrainingConfig:
 # The book's runs, each written once. Chapter 5's are TrainingConfig's defaults; the workflows start from these.
 BOOK_RUNS: dict[str, TrainingConfig] = {
     "chapter-5": TrainingConfig(),  # pretraining: 10 epochs, batch 2, lr 4e-4
+    "appendix-d": TrainingConfig(  # chapter 5's pretraining with appendix D's schedule, as its notebook runs it
+        num_epochs=15,
+        learning_rate=1e-3,  # the peak (the book's text printed 5e-4 by mistake, its notebook says)
+        lr_schedule="cosine",
+        warmup_ratio=0.2,
+        initial_lr=1e-5,
+        min_lr=1e-5,
+        max_grad_norm=1.0,
+        eval_iter=1,
+    ),
     "chapter-6": TrainingConfig(  # classification fine-tuning
+        batch_order="seedable",
         num_epochs=5,
         batch_size=8,
         learning_rate=5e-5,
@@ -141,6 +182,7 @@ BOOK_RUNS: dict[str, TrainingConfig] = {
     ),
     "chapter-7": TrainingConfig(  # instruction fine-tuning
         output_dir="runs/instruct",
+        batch_order="seedable",
         num_epochs=2,
         batch_size=8,
         learning_rate=5e-5,
@@ -188,7 +230,8 @@ class CausalLMTask(Task):
 
     The loss is the book's `calc_loss_batch`: cross-entropy of `model(input_ids).logits` against `target_ids`,
     positions with -100 ignored. The sample is the book's `generate_and_print_sample`: greedy decoding of
-    `max_new_tokens` tokens after `start_context` (a prompt formatted by the workflow, for instructions).
+    `max_new_tokens` tokens after `start_context` (a prompt formatted by the workflow, for instructions), with a
+    KV cache where the context allows (the book re-runs the whole context for each token: the same tokens).
     """
 
     def __init__(
@@ -210,7 +253,11 @@ class CausalLMTask(Task):
             return None
         device = next(model.parameters()).device
         idx = text_to_token_ids(self.start_context, tokenizer).to(device)
-        out = generate_text_simple(model, idx, self.max_new_tokens, context_size=model.config.context_length)
+        context_length = model.config.context_length
+        if isinstance(model, GPTScratchForCausalLM) and idx.shape[1] + self.max_new_tokens <= context_length:
+            out = generate_fast(model, idx, self.max_new_tokens)  # the same greedy tokens, with a KV cache
+        else:
+            out = generate_text_simple(model, idx, self.max_new_tokens, context_size=context_length)
         return token_ids_to_text(out, tokenizer).replace("\n", " ")  # compact print format, as the book
 
     def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -251,6 +298,12 @@ class TrainState:
     tokens_seen: int = 0  # over every process
     wall_time_s: float = 0.0  # time spent training, over every resumed part of the run
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per evaluation
+    # batch_order "book": torch's global generator (base64 of its state) at the checkpoint, and at the start of
+    # the current epoch (its train-loader iterator drew that epoch's shuffle from there); on a GPU, its generator
+    # (dropout) at the checkpoint
+    rng_state: str | None = None
+    epoch_rng_state: str | None = None
+    cuda_rng_state: str | None = None
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
@@ -290,6 +343,7 @@ class Run:
     arguments: dict[str, Any] = field(default_factory=dict)  # what the run was asked; a resume must match
     resumes: list[dict[str, Any]] = field(default_factory=list)  # each resume: its step, what changed
     lock: Any = None  # the run folder's lock (checkpointing.claim_run_folder), released by `finish`
+    warmup_steps: int = 0  # from warmup_steps or warmup_ratio; clipping starts after it (appendix D)
 
     @property
     def output_dir(self) -> Path:
@@ -336,6 +390,7 @@ def train(
         model, train_dataset, val_dataset, config, test_dataset=test_dataset, collate_fn=collate_fn,
         arguments=arguments,
     )  # fmt: skip
+    hyperparameters["batch_order"] = run.config.batch_order  # the order used (several processes: "seedable")
     try:
         if config.log_with:
             run.accelerator.init_trackers("gpt_scratch", config=_flat_scalars(hyperparameters))
@@ -378,6 +433,9 @@ def prepare(
     )
     if config.mixed_precision == "bf16":
         warn_if_slow_bf16("mixed_precision='bf16' (--mixed-precision bf16)", accelerator.device)
+    if config.batch_order == "book" and accelerator.num_processes > 1:
+        accelerator.print("batch_order='book' is a one-process order: several processes use 'seedable'")
+        config = dataclasses.replace(config, batch_order="seedable")
     lock, checkpoint = claim_run_folder(accelerator, config)
     try:
         run = _prepare(accelerator, model, train_dataset, val_dataset, config, test_dataset, collate_fn)
@@ -413,12 +471,17 @@ def prepare(
 
 
 def _prepare(accelerator, model, train_dataset, val_dataset, config, test_dataset, collate_fn) -> Run:
-    set_seed(config.seed)  # before the loaders are prepared: the seedable sampler takes its seed from here
+    book_order = config.batch_order == "book"
+    # "seedable": seeded here, before the loaders are prepared (the sampler takes its seed from here). "book": the
+    # caller seeded before making the model (pretrain does), and the loaders draw from where that left off.
+    if not book_order:
+        set_seed(config.seed)
 
-    # Each loader has its own generator: making an iterator draws a seed from it, and a draw from torch's global
-    # RNG would shift the dropout masks after a resume (the resumed run makes one iterator more).
+    # "seedable": each loader has its own generator (making an iterator draws a seed from it, and a draw from
+    # torch's global RNG would shift the dropout masks after a resume: the resumed run makes one iterator more).
+    # "book": torch's global generator, as the book's loaders; fit() replays its draws when resuming.
     def make_loader(dataset: Any, batch_size: int, **kwargs: Any) -> DataLoader:
-        generator = torch.Generator().manual_seed(config.seed)
+        generator = None if book_order else torch.Generator().manual_seed(config.seed)
         return DataLoader(
             _torch_format(dataset),
             batch_size,
@@ -448,11 +511,14 @@ def _prepare(accelerator, model, train_dataset, val_dataset, config, test_datase
         total_steps = config.num_epochs * steps_per_epoch
         if config.max_steps is not None:
             total_steps = min(total_steps, config.max_steps)
+    warmup_steps = (
+        int(config.warmup_ratio * total_steps) if config.warmup_ratio is not None else config.warmup_steps
+    )
     # Stepped by hand once per optimizer step (accelerate's prepared scheduler steps num_processes times per step).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps, warmup_steps))
     return Run(
         config, accelerator, model, optimizer, scheduler, train_loader, train_eval_loader, val_loader,
-        test_loader, steps_per_epoch, total_steps, TrainState(),
+        test_loader, steps_per_epoch, total_steps, TrainState(), warmup_steps=warmup_steps,
     )  # fmt: skip
 
 
@@ -467,17 +533,22 @@ def _loaders(model, optimizer, train_dataset, val_dataset, test_dataset, config,
             f"The training set ({len(train_dataset)} examples) makes no batch of {config.batch_size}"
             + (" with drop_last=True" if config.drop_last else "")
         )
-    # The train loss is evaluated on the first eval_iter batches of an unshuffled loader: the same batches every
-    # time, and no draw from the training loader's random state (which resuming must reproduce exactly).
-    train_eval_loader = make_loader(_first_epoch(train_dataset), eval_batch_size, shuffle=False)
+    # "seedable": the train loss is evaluated on the first eval_iter batches of an unshuffled loader (the same
+    # batches every time, no draw from the training loader's random state). "book": on the shuffled train loader.
+    book_order = config.batch_order == "book"
+    if book_order and eval_batch_size == config.batch_size:
+        train_eval_loader = train_loader
+    else:
+        first = train_dataset if book_order else _first_epoch(train_dataset)
+        train_eval_loader = make_loader(first, eval_batch_size, shuffle=book_order)
     val_loader = make_loader(val_dataset, eval_batch_size, shuffle=False) if val_dataset else None
     test_loader = make_loader(test_dataset, eval_batch_size, shuffle=False) if test_dataset else None
 
-    model, optimizer, train_loader, train_eval_loader = accelerator.prepare(
-        model, optimizer, train_loader, train_eval_loader
-    )
-    val_loader = accelerator.prepare(val_loader) if val_loader is not None else None
-    test_loader = accelerator.prepare(test_loader) if test_loader is not None else None
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if not book_order:  # "book" keeps plain DataLoaders: accelerate's wrappers would change the draws
+        train_loader, train_eval_loader = accelerator.prepare(train_loader, train_eval_loader)
+        val_loader = accelerator.prepare(val_loader) if val_loader is not None else None
+        test_loader = accelerator.prepare(test_loader) if test_loader is not None else None
     return model, optimizer, train_loader, train_eval_loader, val_loader, test_loader
 
 
@@ -496,14 +567,18 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
     write = progress.write if not progress.disable else accelerator.print
     clock = _Clock(state)
     last_checkpoint_step = state.step if config.resume else -1
+    resuming = config.resume and state.step > 0
     local_tokens = 0
     model.train()
     while state.epoch < config.num_epochs and state.step < run.total_steps:
-        for batch in _rest_of_epoch(run):
+        for batch in _rest_of_epoch(run, resuming):
+            resuming = False
+            batch = _on_device(batch, accelerator.device)
             with accelerator.accumulate(model):
                 loss = task.loss(model, batch)
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm is not None:
+                clip = config.max_grad_norm is not None and state.step >= run.warmup_steps  # as appendix D
+                if accelerator.sync_gradients and clip:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 run.optimizer.step()
                 run.optimizer.zero_grad()
@@ -524,6 +599,7 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
                 state.epoch, state.batches_in_epoch = state.epoch + 1, 0  # this step ended the epoch
             if config.checkpoint_every and state.step % config.checkpoint_every == 0:
                 with clock.paused():
+                    _save_rng_state(run)
                     save_checkpoint(run)
                 last_checkpoint_step = state.step
             if state.step >= run.total_steps:
@@ -535,6 +611,7 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
     progress.close()
     clock.stop()
     if last_checkpoint_step != state.step:
+        _save_rng_state(run)
         save_checkpoint(run)
 
 
@@ -606,16 +683,70 @@ def evaluate_model(run: Run, task: Task, num_batches: int | None) -> dict[str, f
     return results
 
 
-def _rest_of_epoch(run: Run) -> Any:
+def _rest_of_epoch(run: Run, resuming: bool = False) -> Any:
     """The current epoch's batches, without those a resumed run already trained on."""
+    state = run.state
     if run.streaming:
         return run.train_loader  # endless; a resumed stream continues from the state in the checkpoint
-    run.train_loader.set_epoch(run.state.epoch)
     if hasattr(run.train_loader.dataset, "set_epoch"):  # accelerate skips it when the sampler has one
-        run.train_loader.dataset.set_epoch(run.state.epoch)  # e.g. RandomWindows: fresh windows each epoch
-    if run.state.batches_in_epoch:
-        return run.accelerator.skip_first_batches(run.train_loader, run.state.batches_in_epoch)
+        run.train_loader.dataset.set_epoch(state.epoch)  # e.g. RandomWindows: fresh windows each epoch
+    if run.config.batch_order == "book":
+        return _rest_of_book_epoch(run, resuming)
+    run.train_loader.set_epoch(state.epoch)
+    if state.batches_in_epoch:
+        return run.accelerator.skip_first_batches(run.train_loader, state.batches_in_epoch)
     return run.train_loader
+
+
+def _rest_of_book_epoch(run: Run, resuming: bool) -> Iterator[Any]:
+    """The book's epoch: a fresh iterator of the train loader, which draws the epoch's shuffle from torch's global
+    generator. A run resumed mid-epoch replays that draw from the generator state of the epoch's start, skips the
+    batches it already trained on, then takes up the generator state of its checkpoint."""
+    state = run.state
+    if resuming and state.rng_state is None:
+        raise ValueError(
+            f"{run.output_dir / CHECKPOINTS_DIR}: the checkpoint was written with batch_order='seedable'; "
+            "resume it with --batch-order seedable"
+        )
+    if state.batches_in_epoch:
+        torch.set_rng_state(_decode_rng_state(state.epoch_rng_state))
+    else:
+        if resuming:
+            torch.set_rng_state(_decode_rng_state(state.rng_state))
+        state.epoch_rng_state = _encode_rng_state(torch.get_rng_state())
+    batches = iter(run.train_loader)
+    if state.batches_in_epoch:
+        for _ in range(state.batches_in_epoch):  # the sampler draws its permutation at the first batch
+            next(batches)
+        torch.set_rng_state(_decode_rng_state(state.rng_state))
+    if resuming and state.cuda_rng_state is not None and run.accelerator.device.type == "cuda":
+        torch.cuda.set_rng_state(_decode_rng_state(state.cuda_rng_state), run.accelerator.device)
+    return batches
+
+
+def _save_rng_state(run: Run) -> None:
+    """batch_order "book": the global generator goes into the checkpoint's trainer_state.json (no pickle)."""
+    if run.config.batch_order == "book":
+        run.state.rng_state = _encode_rng_state(torch.get_rng_state())
+        if run.accelerator.device.type == "cuda":
+            run.state.cuda_rng_state = _encode_rng_state(torch.cuda.get_rng_state(run.accelerator.device))
+
+
+def _encode_rng_state(rng_state: torch.Tensor) -> str:
+    return base64.b64encode(rng_state.numpy().tobytes()).decode("ascii")
+
+
+def _decode_rng_state(text: str | None) -> torch.Tensor:
+    if text is None:
+        raise ValueError("the checkpoint's trainer_state.json lacks batch_order='book''s generator state")
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+
+def _on_device(batch: Any, device: torch.device) -> Any:
+    """A batch of tensors on `device` (accelerate's prepared loaders place them already; "book" loaders not)."""
+    if isinstance(batch, dict):
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return batch
 
 
 def _log_evaluation(run: Run, task: Task, clock: _Clock) -> dict[str, Any]:
@@ -670,21 +801,24 @@ class _Clock:
         self.interval_start += time.time() - self.start
 
 
-def lr_lambda(config: TrainingConfig, total_steps: int) -> Callable[[int], float]:
-    """The learning-rate multiplier after `step` optimizer steps: linear warmup, then constant or cosine decay to
-    min_lr (appendix D's schedule, with the warmup starting from 0)."""
-    warmup, min_ratio = (
-        config.warmup_steps,
-        config.min_lr / config.learning_rate if config.learning_rate else 0.0,
-    )
+def lr_lambda(
+    config: TrainingConfig, total_steps: int, warmup_steps: int | None = None
+) -> Callable[[int], float]:
+    """The learning-rate multiplier of the optimizer step after `step` steps: appendix D's `train_model` schedule,
+    a linear warmup from initial_lr over `warmup_steps` (default: config.warmup_steps), then the peak
+    (learning_rate) constant or decayed along a cosine to min_lr."""
+    peak = config.learning_rate
+    warmup = config.warmup_steps if warmup_steps is None else warmup_steps
 
     def multiplier(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
-        if config.lr_schedule == "constant":
+            lr = config.initial_lr + step * (peak - config.initial_lr) / warmup
+        elif config.lr_schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        else:
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            lr = config.min_lr + (peak - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return lr / peak if peak else 0.0
 
     return multiplier
 
@@ -705,6 +839,7 @@ def evaluate(
     for i, batch in enumerate(loader):
         if num_batches is not None and i >= num_batches:
             break
+        batch = _on_device(batch, accelerator.device)
         totals += torch.tensor(
             [task.loss(model, batch).item(), 1.0], device=totals.device, dtype=torch.float64
         )

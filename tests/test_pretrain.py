@@ -197,7 +197,7 @@ def _ddp_flags(config: Path, batch_size: int) -> list[str]:
     return [
         "--config", str(config), "--num-epochs", "1", "--max-steps", "6", "--batch-size", str(batch_size),
         "--eval-freq", "100", "--eval-iter", "1", "--final-eval-iter", "1", "--no-progress-bar",
-        "--start-context", "",
+        "--start-context", "", "--batch-order", "seedable",  # what several processes use
     ]  # fmt: skip
 
 

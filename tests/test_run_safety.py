@@ -28,7 +28,7 @@ STEPS_PER_EPOCH = 4  # windows(16) in batches of 4
 def config(output_dir, **overrides) -> TrainingConfig:
     values = dict(
         output_dir=str(output_dir), num_epochs=1, batch_size=4, learning_rate=5e-3, eval_freq=2, eval_iter=1,
-        final_eval_iter=1, progress_bar=False,
+        final_eval_iter=1, progress_bar=False, batch_order="seedable",
     )  # fmt: skip
     return TrainingConfig(**{**values, **overrides})
 
@@ -310,6 +310,15 @@ def test_resume_may_change_what_is_evaluated_and_extend_a_constant_schedule(tmp_
         run(cosine, resume=True, lr_schedule="cosine", num_epochs=2)
     with pytest.raises(ValueError, match="step-000008 is at step 8, past this run's 6 steps"):
         run(out, resume=True, num_epochs=2, max_steps=6)
+
+
+def test_in_the_books_batch_order_the_evaluation_schedule_is_part_of_the_run(tmp_path):
+    """The book's evaluate_model shuffles the train loader from the global generator: more evaluations, other
+    batches and dropout masks afterwards. So eval_freq may not change on resume there."""
+    out = tmp_path / "book"
+    run(out, batch_order="book")
+    with pytest.raises(ValueError, match=r"eval_freq: 2 -> 3"):
+        run(out, resume=True, batch_order="book", num_epochs=2, eval_freq=3)
 
 
 # ---- The workflows' command lines -------------------------------------------------------------------------------

@@ -44,7 +44,8 @@ def config(tmp_path, **kw) -> TrainingConfig:
 def test_lr_schedule_warmup_then_cosine_to_min_lr():
     cfg = TrainingConfig(learning_rate=1e-3, min_lr=1e-4, warmup_steps=10, lr_schedule="cosine")
     f = lr_lambda(cfg, total_steps=110)
-    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    # appendix D's warmup: from initial_lr (0 here) by (peak - initial_lr) / warmup_steps a step
+    assert f(0) == 0.0 and f(9) == pytest.approx(0.9) and f(10) == pytest.approx(1.0)
     assert f(60) == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the decay
     assert f(110) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)
     assert lr_lambda(TrainingConfig(), 100)(50) == 1.0  # the book's chapter 5: constant

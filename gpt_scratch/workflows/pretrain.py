@@ -2,9 +2,12 @@
 
 With no arguments it is the book's chapter 5 run: `GPT_CONFIG_124M` with a context of 256 tokens, trained on
 "The Verdict" for 10 epochs, batch size 2, AdamW (lr 4e-4, weight decay 0.1), evaluated every 5 steps over 5
-batches, a 90/10 train/validation split, seed 123, and the sample "Every effort moves you" after each epoch.
+batches, a 90/10 train/validation split, seed 123, and the sample "Every effort moves you" after each epoch --
+from the book's initial weights (`initializer_style="book"`), with its batch order and dropout masks
+(`batch_order="book"`): the book's log, line for line.
 
     gpt-scratch pretrain                                   # the book's run
+    gpt-scratch pretrain --book-run appendix-d             # the same with appendix D's warmup, cosine, clipping
     gpt-scratch pretrain 'corpus/*.txt' --preset gpt2-small --context-length 1024 --output-dir runs/mine
     gpt-scratch pretrain --dataset HuggingFaceFW/fineweb-edu --dataset-config sample-10BT --streaming --max-tokens 1000000000
     accelerate launch --multi_gpu --num_processes 2 -m gpt_scratch pretrain --output-dir runs/ddp
@@ -39,6 +42,7 @@ from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 from gpt_scratch.training import (
+    BOOK_RUNS,
     CausalLMTask,
     TrainingConfig,
     TrainResult,
@@ -116,7 +120,9 @@ def pretrain(
     tokenizer = tokenizer or GPTScratchTokenizer()
     if model_config is None:
         preset = preset or BOOK_PRESET
-        model_config = GPTScratchConfig.from_preset(preset, context_length=BOOK_CONTEXT_LENGTH)
+        model_config = GPTScratchConfig.from_preset(
+            preset, context_length=BOOK_CONTEXT_LENGTH, initializer_style=default_initializer_style(preset)
+        )
     if context_length is not None:
         model_config.context_length = context_length
     if options.max_tokens is not None:
@@ -262,6 +268,11 @@ def _files(options: PretrainOptions) -> list[str] | None:
     return [options.data_files] if options.data_files else None
 
 
+def default_initializer_style(preset: str) -> str:
+    """The book's run initialises as the book (PyTorch's defaults); GPT-2's sizes as GPT-2."""
+    return "book" if preset == BOOK_PRESET else "gpt2"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The `gpt-scratch pretrain` verb
 
@@ -289,13 +300,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--drop-rate", type=float, default=None, help="dropout rate (default: the preset's, 0.1)"
     )
+    model.add_argument(
+        "--initializer-style",
+        choices=["book", "gpt2"],
+        default=None,
+        help=f"weight initialisation: 'book' (PyTorch's defaults in the book's order: the book's weights under its "
+        f"seed) or 'gpt2' (default: book with {BOOK_PRESET}, gpt2 with GPT-2's presets, the config's own with --config)",
+    )
     add_dataclass_arguments(parser, PretrainOptions, title="data and sample")
+    parser.add_argument(
+        "--book-run",
+        choices=PRETRAINING_RUNS,
+        default="chapter-5",
+        help="the book's run whose training settings are the defaults: 'chapter-5' (10 epochs, lr 4e-4) or "
+        "'appendix-d' (15 epochs, 20%% linear warmup from 1e-5 to 1e-3, cosine decay to 1e-5, gradient clipping "
+        "1.0 after the warmup, eval over 1 batch); the flags below win (default: chapter-5)",
+    )
     add_training_arguments(parser, TrainingConfig(output_dir=None))
+
+
+PRETRAINING_RUNS = ["chapter-5", "appendix-d"]
+
+
+def book_run_training(name: str, flags: TrainingConfig) -> TrainingConfig:
+    """BOOK_RUNS[name], with every setting the flags changed from chapter 5's default taken from the flags."""
+    chapter_5 = TrainingConfig()
+    changed = {
+        f.name: getattr(flags, f.name)
+        for f in dataclasses.fields(TrainingConfig)
+        if getattr(flags, f.name) != getattr(chapter_5, f.name)
+    }
+    return dataclasses.replace(BOOK_RUNS[name], **changed)
 
 
 def run(args: argparse.Namespace) -> int:
     args.output_dir = run_folder(args.output_dir, args.resume, "pretrain")
-    training = training_config_from_args(args)
+    training = book_run_training(args.book_run, training_config_from_args(args))
     if args.config:
         path = Path(args.config)
         model_config = (
@@ -305,8 +345,12 @@ def run(args: argparse.Namespace) -> int:
         )
         context_length = args.context_length
     else:
-        model_config = GPTScratchConfig.from_preset(args.preset)
+        model_config = GPTScratchConfig.from_preset(
+            args.preset, initializer_style=default_initializer_style(args.preset)
+        )
         context_length = args.context_length or BOOK_CONTEXT_LENGTH
+    if args.initializer_style is not None:
+        model_config.initializer_style = args.initializer_style
     if args.drop_rate is not None:
         model_config.drop_rate = args.drop_rate
     corpus = args.corpus[0] if len(args.corpus) == 1 else args.corpus
