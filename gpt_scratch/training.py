@@ -1028,6 +1028,13 @@ def _write_metric_logs(output_dir: Path, records: list[dict[str, Any]], rewrite:
         writer.writerows(rows)
 
 
+def format_losses(metrics: dict[str, float]) -> str:
+    """'train loss 1.234, val loss 2.345' for the losses `metrics` has (a run without validation has none)."""
+    return ", ".join(
+        f"{name} loss {metrics[f'{name}_loss']:.3f}" for name in ("train", "val") if f"{name}_loss" in metrics
+    )
+
+
 def _format_record(r: dict[str, Any]) -> str:
     """The book's line, "Ep 1 (Step 000000): Train loss 9.817, Val loss 9.924", plus tokens and speed."""
     metrics = ", ".join(

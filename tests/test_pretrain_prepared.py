@@ -210,3 +210,17 @@ def test_sigkill_then_resume_on_a_prepared_folder(tmp_path, verdict):
     proc.stdout.close()
     run_cli("-m", "gpt_scratch", "pretrain", *flags, "--output-dir", str(killed), "--resume")
     assert_same_weights(weights(reference), weights(killed), atol=1e-6)
+
+
+def test_a_run_without_validation_reports_no_validation_loss(tmp_path):
+    """All the text for training (train_ratio 1.0): the final line names the train loss only, never 'nan'."""
+    folder = tmp_path / "all-train"
+    prepare_corpus(["the-verdict"], folder, train_ratio=1.0, progress_bar=False)
+    config_path = write_tiny_config(tmp_path, drop_rate=0.0)
+    result = run_cli(
+        "-m", "gpt_scratch", "pretrain", str(folder), "--config", str(config_path), "--max-steps", "2",
+        "--batch-size", "2", "--eval-iter", "1", "--final-eval-iter", "1", "--no-progress-bar",
+        "--start-context", "", "--output-dir", str(tmp_path / "run"),
+    )  # fmt: skip
+    done = next(line for line in result.stdout.splitlines() if line.startswith("Done:"))
+    assert done.startswith("Done: train loss ") and "val loss" not in done and "nan" not in done

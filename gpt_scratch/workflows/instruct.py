@@ -58,6 +58,7 @@ from gpt_scratch.training import (
     TrainResult,
     add_base_model_arguments,
     add_training_arguments,
+    format_losses,
     process_state,
     run_folder,
     train,
@@ -463,7 +464,7 @@ def run(args: argparse.Namespace) -> int:
         m = result.train.summary["metrics"]
         judged = "" if result.judge is None else f", judge: {result.judge.summary()}"
         print(
-            f"Done: train loss {m.get('train_loss', float('nan')):.3f}, val loss {m.get('val_loss', float('nan')):.3f}, "
+            f"Done: {format_losses(m)}, "
             f"test perplexity {result.perplexity:.3f}{judged}, {result.train.summary['wall_time_s']:.1f} s. "
             f"Saved to {result.train.output_dir}"
         )

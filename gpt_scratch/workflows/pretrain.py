@@ -47,6 +47,7 @@ from gpt_scratch.training import (
     TrainingConfig,
     TrainResult,
     add_training_arguments,
+    format_losses,
     process_state,
     run_folder,
     train,
@@ -365,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
     if process_state().is_main_process:
         m = result.summary["metrics"]
         print(
-            f"Done: train loss {m.get('train_loss', float('nan')):.3f}, val loss {m.get('val_loss', float('nan')):.3f}, "
+            f"Done: {format_losses(m)}, "
             f"{result.summary['tokens_seen']:,} tokens seen, {result.summary['wall_time_s']:.1f} s. Saved to {result.output_dir}"
         )
     return 0
