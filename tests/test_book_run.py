@@ -227,6 +227,20 @@ BOOK_CH05_EPOCH_9_SAMPLE = (
 BOOK_CH05_TOPK_SAMPLE = "Every effort moves you stand to work on surprise, a one of us had gone with random-"
 
 
+def test_chapter_5_first_evaluation_is_the_books_in_the_default_suite(tmp_path, capsys, monkeypatch):
+    """The book's 124M model, its initial weights and first batches: its first log line, to the printed digit.
+    (The run's final evaluation and 650 MB save are left out here: the slow tests below do the whole run.)"""
+    from gpt_scratch import training as training_module
+
+    monkeypatch.setattr(training_module, "finish", lambda run, *args, **kwargs: {})
+    training = TrainingConfig(
+        output_dir=str(tmp_path / "run"), max_steps=1, final_eval_iter=1, progress_bar=False
+    )
+    pretrain("the-verdict", training, PretrainOptions(start_context=None))
+    lines, _ = printed(capsys.readouterr().out)
+    assert lines == BOOK_CH05_FIRST_LINES[:1]
+
+
 @pytest.mark.slow  # a 124M model: ~2 min on one core
 def test_chapter_5_first_evaluations_are_the_books(tmp_path, capsys):
     training = TrainingConfig(output_dir=str(tmp_path / "run"), max_steps=6, progress_bar=False)
