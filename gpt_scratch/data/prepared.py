@@ -862,34 +862,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"tokens per shard (default: {DEFAULT_SHARD_TOKENS:,})",
     )
     parser.add_argument("--no-progress-bar", dest="progress_bar", action="store_false")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    try:
-        meta = prepare_corpus(
-            args.sources,
-            args.output_dir,
-            dataset=args.dataset,
-            dataset_config=args.dataset_config,
-            data_files=args.data_files,
-            dataset_split=args.dataset_split,
-            text_column=args.text_column,
-            streaming=args.streaming,
-            train_ratio=args.train_ratio,
-            val_ratio=args.val_ratio,
-            seed=args.seed,
-            num_proc=args.num_proc,
-            errors=args.errors,
-            shard_tokens=args.shard_tokens,
-            progress_bar=args.progress_bar,
-        )
-    except (ValueError, OSError) as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    meta = prepare_corpus(
+        args.sources,
+        args.output_dir,
+        dataset=args.dataset,
+        dataset_config=args.dataset_config,
+        data_files=args.data_files,
+        dataset_split=args.dataset_split,
+        text_column=args.text_column,
+        streaming=args.streaming,
+        train_ratio=args.train_ratio,
+        val_ratio=args.val_ratio,
+        seed=args.seed,
+        num_proc=args.num_proc,
+        errors=args.errors,
+        shard_tokens=args.shard_tokens,
+        progress_bar=args.progress_bar,
+    )
     counts = ", ".join(f"{s} {meta['splits'][s]['tokens']:,} tokens" for s in SPLITS)
     print(f"Prepared {args.output_dir}: {counts} ({meta['dtype']})")
     return 0
