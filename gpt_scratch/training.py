@@ -298,12 +298,10 @@ class TrainState:
     tokens_seen: int = 0  # over every process
     wall_time_s: float = 0.0  # time spent training, over every resumed part of the run
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per evaluation
-    # batch_order "book": torch's global generator (base64 of its state) at the checkpoint, and at the start of
-    # the current epoch (its train-loader iterator drew that epoch's shuffle from there); on a GPU, its generator
-    # (dropout) at the checkpoint
-    rng_state: str | None = None
+    # batch_order "book": torch's global generator (base64 of its state) at the start of the current epoch (its
+    # train-loader iterator drew that epoch's shuffle from there). The generators at the checkpoint itself are in
+    # the checkpoint's random-state files (checkpointing), as in every order.
     epoch_rng_state: str | None = None
-    cuda_rng_state: str | None = None
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
@@ -567,12 +565,10 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
     write = progress.write if not progress.disable else accelerator.print
     clock = _Clock(state)
     last_checkpoint_step = state.step if config.resume else -1
-    resuming = config.resume and state.step > 0
     local_tokens = 0
     model.train()
     while state.epoch < config.num_epochs and state.step < run.total_steps:
-        for batch in _rest_of_epoch(run, resuming):
-            resuming = False
+        for batch in _rest_of_epoch(run):
             batch = _on_device(batch, accelerator.device)
             with accelerator.accumulate(model):
                 loss = task.loss(model, batch)
@@ -599,7 +595,6 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
                 state.epoch, state.batches_in_epoch = state.epoch + 1, 0  # this step ended the epoch
             if config.checkpoint_every and state.step % config.checkpoint_every == 0:
                 with clock.paused():
-                    _save_rng_state(run)
                     save_checkpoint(run)
                 last_checkpoint_step = state.step
             if state.step >= run.total_steps:
@@ -611,7 +606,6 @@ def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
     progress.close()
     clock.stop()
     if last_checkpoint_step != state.step:
-        _save_rng_state(run)
         save_checkpoint(run)
 
 
@@ -683,7 +677,7 @@ def evaluate_model(run: Run, task: Task, num_batches: int | None) -> dict[str, f
     return results
 
 
-def _rest_of_epoch(run: Run, resuming: bool = False) -> Any:
+def _rest_of_epoch(run: Run) -> Any:
     """The current epoch's batches, without those a resumed run already trained on."""
     state = run.state
     if run.streaming:
@@ -691,45 +685,28 @@ def _rest_of_epoch(run: Run, resuming: bool = False) -> Any:
     if hasattr(run.train_loader.dataset, "set_epoch"):  # accelerate skips it when the sampler has one
         run.train_loader.dataset.set_epoch(state.epoch)  # e.g. RandomWindows: fresh windows each epoch
     if run.config.batch_order == "book":
-        return _rest_of_book_epoch(run, resuming)
+        return _rest_of_book_epoch(run)
     run.train_loader.set_epoch(state.epoch)
     if state.batches_in_epoch:
         return run.accelerator.skip_first_batches(run.train_loader, state.batches_in_epoch)
     return run.train_loader
 
 
-def _rest_of_book_epoch(run: Run, resuming: bool) -> Iterator[Any]:
+def _rest_of_book_epoch(run: Run) -> Iterator[Any]:
     """The book's epoch: a fresh iterator of the train loader, which draws the epoch's shuffle from torch's global
     generator. A run resumed mid-epoch replays that draw from the generator state of the epoch's start, skips the
-    batches it already trained on, then takes up the generator state of its checkpoint."""
+    batches it already trained on, then takes up again the generator state its checkpoint restored."""
     state = run.state
-    if resuming and state.rng_state is None:
-        raise ValueError(
-            f"{run.output_dir / CHECKPOINTS_DIR}: the checkpoint was written with batch_order='seedable'; "
-            "resume it with --batch-order seedable"
-        )
-    if state.batches_in_epoch:
-        torch.set_rng_state(_decode_rng_state(state.epoch_rng_state))
-    else:
-        if resuming:
-            torch.set_rng_state(_decode_rng_state(state.rng_state))
+    if not state.batches_in_epoch:
         state.epoch_rng_state = _encode_rng_state(torch.get_rng_state())
+        return iter(run.train_loader)
+    at_checkpoint = torch.get_rng_state()  # restored from the checkpoint's random states
+    torch.set_rng_state(_decode_rng_state(state.epoch_rng_state))
     batches = iter(run.train_loader)
-    if state.batches_in_epoch:
-        for _ in range(state.batches_in_epoch):  # the sampler draws its permutation at the first batch
-            next(batches)
-        torch.set_rng_state(_decode_rng_state(state.rng_state))
-    if resuming and state.cuda_rng_state is not None and run.accelerator.device.type == "cuda":
-        torch.cuda.set_rng_state(_decode_rng_state(state.cuda_rng_state), run.accelerator.device)
+    for _ in range(state.batches_in_epoch):  # the sampler draws its permutation at the first batch
+        next(batches)
+    torch.set_rng_state(at_checkpoint)
     return batches
-
-
-def _save_rng_state(run: Run) -> None:
-    """batch_order "book": the global generator goes into the checkpoint's trainer_state.json (no pickle)."""
-    if run.config.batch_order == "book":
-        run.state.rng_state = _encode_rng_state(torch.get_rng_state())
-        if run.accelerator.device.type == "cuda":
-            run.state.cuda_rng_state = _encode_rng_state(torch.cuda.get_rng_state(run.accelerator.device))
 
 
 def _encode_rng_state(rng_state: torch.Tensor) -> str:
