@@ -38,6 +38,7 @@ import csv
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import os
 import shutil
@@ -60,6 +61,7 @@ from gpt_scratch.checkpointing import (  # noqa: F401  (latest_checkpoint: the l
     claim_run_folder,
     latest_checkpoint,
     load_checkpoint,
+    record_run_files,
     release_run_folder,
     save_checkpoint,
 )
@@ -71,6 +73,7 @@ from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, op
 from gpt_scratch.plotting import plot_losses, plot_values
 
 SUMMARY_FILE = "training_summary.json"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,7 +108,11 @@ class TrainingConfig:
         5, "evaluate after the first optimizer step and every this many steps after (as the book)"
     )
     eval_iter: int | None = option(5, "batches per evaluation ('none': the whole loaders)")
-    final_eval_iter: int | None = option(None, "batches for the final metrics in the summary ('none': all)")
+    final_eval_iter: int | None = option(
+        200,
+        "batches of each set (train, validation, test) for the final metrics in the summary: the whole sets "
+        "when they are smaller, as the book's; 'none': the whole sets however large",
+    )
     seed: int = option(123, "random seed (model initialisation, shuffling, dropout)")
     batch_order: str = option(
         "book",
@@ -623,7 +630,9 @@ def finish(
     final = evaluate_model(run, task, run.config.final_eval_iter)
     if run.test_loader is not None:
         model.eval()
-        final |= evaluate(model, run.test_loader, task, accelerator, None, prefix="test_")
+        final |= evaluate(
+            model, run.test_loader, task, accelerator, run.config.final_eval_iter, prefix="test_"
+        )
     final |= task.derived_metrics(final)
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
@@ -827,10 +836,19 @@ def evaluate(
     stacked = torch.stack([totals, *(metric_totals[n] for n in names)])
     if accelerator.num_processes > 1:
         stacked = accelerator.reduce(stacked, reduction="sum")
+    if not stacked[0, 1] and prefix not in _EMPTY_WARNED:
+        _EMPTY_WARNED.add(prefix)  # once per set and process: the logs write null for these values
+        logger.warning(
+            "the %s set gave no batch to evaluate: its loss and metrics are not measured (null)",
+            prefix.rstrip("_") or "evaluation",
+        )
     results = {f"{prefix}loss": (stacked[0, 0] / stacked[0, 1]).item() if stacked[0, 1] else float("nan")}
     for row, name in zip(stacked[1:], names, strict=True):
         results[f"{prefix}{name}"] = (row[0] / row[1]).item() if row[1] else float("nan")
     return results
+
+
+_EMPTY_WARNED: set[str] = set()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -927,13 +945,14 @@ def write_summary(output_dir: str | os.PathLike, summary: dict[str, Any]) -> Pat
     """Write training_summary.json, then the model card when the `hub_card` package offers `write_model_card`."""
     path = Path(output_dir) / SUMMARY_FILE
     tmp = path.with_name(f".{SUMMARY_FILE}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    tmp.write_text(json.dumps(json_ready(summary), indent=2, default=str, allow_nan=False) + "\n")
     os.replace(tmp, path)  # whole or not at all
     try:
         from gpt_scratch.hub.card import write_model_card
     except ImportError:
         return path
     write_model_card(output_dir)
+    record_run_files(output_dir)
     return path
 
 
@@ -996,13 +1015,25 @@ def _write_metric_logs(output_dir: Path, records: list[dict[str, Any]], rewrite:
     jsonl = output_dir / "metrics.jsonl"
     with jsonl.open("w" if rewrite else "a") as f:
         for record in records:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(json_ready(record), allow_nan=False) + "\n")
     rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with (output_dir / "metrics.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+    record_run_files(output_dir)
+
+
+def json_ready(value: Any) -> Any:
+    """`value` with every NaN or infinity as None: JSON has no NaN (json.dumps would write an invalid file)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value
 
 
 def format_losses(metrics: dict[str, float]) -> str:

@@ -145,6 +145,11 @@ def pretrain(
             options.dataset, options.dataset_config, _files(options), options.dataset_split
         )
     if options.streaming:
+        if training.num_epochs != TrainingConfig.num_epochs:
+            raise ValueError(
+                f"a stream has no epochs (num_epochs={training.num_epochs}, --num-epochs): its length is "
+                "--max-steps or --max-tokens"
+            )
         splits = streaming_datasets(options, tokenizer, model_config.context_length, training)
     elif isinstance(corpus, (str, os.PathLike)) and is_prepared_folder(corpus):
         prepared = PreparedCorpus(corpus, tokenizer)
