@@ -3,10 +3,12 @@ write: the same training as the prepared folder's sequential windows, exact resu
 
 import itertools
 import json
+import logging
 import random
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -282,3 +284,57 @@ def test_two_processes_each_read_their_own_share_and_resume_exactly(tmp_path, pa
     )
     AcceleratorState._reset_state(reset_partial_state=True)
     assert_same_weights(weights(one), weights(two), atol=1e-5)
+
+
+# ---- Issue 22: a stream resumes only on its own files; no NaN in JSON; no epochs ----------------------------------
+
+
+def strict_json(text: str):
+    def refuse(constant):
+        raise ValueError(f"invalid JSON constant {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_stream_resumes_only_on_the_files_it_started_with(tmp_path, parquet_files, one_thread):
+    data = tmp_path / "data"
+    shutil.copytree(parquet_files, data)
+    options = stream_options(data)
+    pretrain(None, config(tmp_path / "run", max_steps=4), options, model_config=tiny_config())
+    AcceleratorState._reset_state(reset_partial_state=True)
+    original = (data / "part-1.parquet").read_bytes()
+    Dataset.from_dict({"text": ["another document entirely"] * 60}).to_parquet(str(data / "part-1.parquet"))
+    with pytest.raises(ValueError, match=r"--resume from .*arguments that change the run: datasets"):
+        pretrain(
+            None, config(tmp_path / "run", max_steps=6, resume=True), options, model_config=tiny_config()
+        )
+    AcceleratorState._reset_state(reset_partial_state=True)
+    (data / "part-1.parquet").write_bytes(original)
+    resumed = pretrain(
+        None, config(tmp_path / "run", max_steps=6, resume=True), options, model_config=tiny_config()
+    )
+    assert resumed.summary["steps"] == 6
+    files = resumed.summary["datasets"][0]["files"]
+    assert [(Path(f["file"]).name, f["bytes"]) for f in files] == [
+        (p.name, p.stat().st_size) for p in sorted(data.glob("*.parquet"))
+    ]
+
+
+def test_an_empty_validation_stream_writes_valid_json_and_warns(tmp_path, parquet_files, one_thread, caplog):
+    options = stream_options(parquet_files, val_ratio=1e-9)  # no document hashes below it
+    with caplog.at_level(logging.WARNING):
+        pretrain(None, config(tmp_path / "run", max_steps=2), options, model_config=tiny_config())
+    assert "the val set gave no batch to evaluate" in caplog.text
+    records = [strict_json(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records and all(r["val_loss"] is None for r in records)
+    summary = strict_json((tmp_path / "run" / "training_summary.json").read_text())
+    assert summary["metrics"]["val_loss"] is None and summary["metrics"]["train_loss"] > 0
+
+
+def test_a_stream_refuses_num_epochs(tmp_path, parquet_files):
+    with pytest.raises(ValueError, match="a stream has no epochs"):
+        pretrain(
+            None, config(tmp_path / "run", max_steps=2, num_epochs=3), stream_options(parquet_files),
+            model_config=tiny_config(),
+        )  # fmt: skip
+    assert not (tmp_path / "run").exists()

@@ -29,9 +29,11 @@ from typing import Any
 from accelerate.utils import set_seed
 
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
+from gpt_scratch.data.corpora import file_fingerprint
 from gpt_scratch.data.describe import describe_data
 from gpt_scratch.data.prepared import (
     PreparedCorpus,
+    _expand_data_files,
     is_prepared_folder,
     load_source_dataset,
     max_steps_for_tokens,
@@ -265,6 +267,8 @@ def describe_dataset_source(options: PretrainOptions) -> dict[str, Any]:
         "config": options.dataset_config,
         "split": options.dataset_split,
         "data_files": _files(options),
+        # local files by size and content: a resumed run refuses files that changed under it
+        "files": [file_fingerprint(f) for f in _expand_data_files(_files(options)) or []],
         "streaming": options.streaming,
         "val_ratio": options.val_ratio if options.streaming else None,
     }
