@@ -1078,6 +1078,17 @@ def run_folder(output_dir: str | None, resume: bool, workflow: str) -> str:
     return box[0]
 
 
+def silence_progress_bars(progress_bar: bool) -> None:
+    """progress_bar=False (--no-progress-bar): also datasets' bars (tokenizing, loading) and transformers' (saving
+    shards), for the rest of the process, as their own `disable_progress_bars()`; True leaves them as they are."""
+    if not progress_bar:
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+
+
 def process_state() -> PartialState:
     """accelerate's PartialState, also for `torchrun` on a machine without GPUs (MULTI_CPU over gloo).
 

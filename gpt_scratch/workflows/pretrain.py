@@ -52,6 +52,7 @@ from gpt_scratch.training import (
     format_losses,
     process_state,
     run_folder,
+    silence_progress_bars,
     train,
     training_config_from_args,
 )
@@ -119,6 +120,7 @@ def pretrain(
     Windows are `context_length` tokens with `options.stride` (default: context_length), targets shifted by one.
     """
     training = training or TrainingConfig()
+    silence_progress_bars(training.progress_bar)
     options = options or PretrainOptions()
     tokenizer = tokenizer or GPTScratchTokenizer()
     if model_config is None:
