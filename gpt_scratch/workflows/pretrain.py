@@ -31,13 +31,8 @@ from accelerate.utils import set_seed
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
 from gpt_scratch.data.corpora import file_fingerprint
 from gpt_scratch.data.describe import describe_data
-from gpt_scratch.data.prepared import (
-    PreparedCorpus,
-    _expand_data_files,
-    is_prepared_folder,
-    load_source_dataset,
-    max_steps_for_tokens,
-)
+from gpt_scratch.data.prepare import _expand_data_files, load_source_dataset
+from gpt_scratch.data.prepared import PreparedCorpus, is_prepared_folder, max_steps_for_tokens
 from gpt_scratch.data.pretraining import Source, build_pretraining_datasets
 from gpt_scratch.data.streaming import StreamingWindows
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
