@@ -50,6 +50,7 @@ from gpt_scratch.training import (
     add_training_arguments,
     process_state,
     run_folder,
+    silence_progress_bars,
     train,
     training_config_from_args,
     update_summary,
@@ -229,6 +230,7 @@ def finetune_classifier(
     `options.positive_label` (default: id 1) is the class whose precision / recall / F1 are reported.
     """
     training = training or book_training_config()
+    silence_progress_bars(training.progress_bar)
     options = options or ClassifyOptions()
     trainable, lora_rank, lora_alpha, balance = (
         options.trainable,

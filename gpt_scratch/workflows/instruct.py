@@ -61,6 +61,7 @@ from gpt_scratch.training import (
     format_losses,
     process_state,
     run_folder,
+    silence_progress_bars,
     train,
     training_config_from_args,
     update_summary,
@@ -276,6 +277,7 @@ def finetune_instructions(
     scores.
     """
     training = training or BOOK_TRAINING
+    silence_progress_bars(training.progress_bar)
     options = options or InstructOptions()
     judge = judge if judge is not None else options.judge()
     drop_rate, allowed_max_length, mask_prompt = (
