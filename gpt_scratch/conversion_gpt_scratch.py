@@ -177,9 +177,7 @@ def save_gpt2(model, folder: str | os.PathLike, chat_template: str | None = None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     gpt2_config.save_pretrained(folder)
-    model.generation_config.save_pretrained(
-        folder
-    )  # the model's decoding defaults (stop ids, max length, ...)
+    model.generation_config.save_pretrained(folder)  # the model's decoding defaults: stop ids, lengths, ...
     tensors = scratch_to_gpt2_state_dict(model.state_dict(), c)
     save_file(
         {k: v.contiguous() for k, v in tensors.items()}, str(folder / "model.safetensors"), {"format": "pt"}

@@ -337,9 +337,8 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         attention reads the sequences from ``position_ids``). ``token_type_ids`` are GPT-2's: the token embedding
         of each type id is added to the input."""
         kwargs = check_kwargs(self, kwargs)
-        cache_position = kwargs.pop(
-            "cache_position", None
-        )  # transformers 4's name for the new tokens' positions
+        # transformers 4's name for the new tokens' positions
+        cache_position = kwargs.pop("cache_position", None)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds")
         if use_cache and cache is None:
