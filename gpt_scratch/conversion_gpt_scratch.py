@@ -182,7 +182,7 @@ def save_gpt2(model, folder: str | os.PathLike, chat_template: str | None = None
     save_file(
         {k: v.contiguous() for k, v in tensors.items()}, str(folder / "model.safetensors"), {"format": "pt"}
     )
-    vocab_file, merges_file = GPTScratchTokenizer().save_vocabulary(str(folder))
+    vocab_file, merges_file = GPTScratchTokenizer().save_vocabulary(str(folder))[:2]
     tokenizer = GPT2Tokenizer(vocab_file, merges_file, model_max_length=c.context_length)
     tokenizer.pad_token = tokenizer.eos_token
     source = getattr(c, "_name_or_path", "")
