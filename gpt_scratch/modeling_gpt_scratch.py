@@ -55,9 +55,9 @@ except ImportError:
     pass
 # Keyword arguments a forward accepts beyond its own: those transformers passes on (loss, outputs, attention).
 KNOWN_KWARGS = frozenset(TransformersKwargs.__annotations__) | frozenset(FlashAttentionKwargs.__annotations__)
-# What generate() hands every forward call besides the inputs (the tokenizer of stop strings and token healing),
-# and GPT-2's keywords that need an encoder (cross-attention) and are accepted only as None: nothing that changes
-# the result is ignored.
+# What generate() hands every forward call besides the inputs (the tokenizer of stop strings and token healing);
+# GPT-2's keywords for an encoder (cross-attention) and transformers 4's head_mask, accepted only as None: nothing
+# that would change the result is ignored.
 GENERATE_KWARGS = frozenset({"tokenizer", "assistant_tokenizer"})
 NONE_ONLY_KWARGS = frozenset({"encoder_hidden_states", "encoder_attention_mask", "head_mask"})
 
