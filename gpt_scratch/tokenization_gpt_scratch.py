@@ -243,8 +243,18 @@ class GPTScratchBatchEncoding(BatchEncoding):
     def _encodings(self, value: list[Encoding] | None) -> None:
         self.__dict__["_made_encodings"] = value
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"data": self.data, "encodings": self._encodings}
+    @property
+    def is_fast(self) -> bool:
+        """Whether encodings can be given (asking does not make them)."""
+        return (
+            self.__dict__.get("_made_encodings") is not None
+            or self.__dict__.get("_make_encodings") is not None
+        )
+
+    def __getstate__(
+        self,
+    ) -> dict[str, Any]:  # encodings made so far travel; the maker (holding the tokenizer) not
+        return {"data": self.data, "encodings": self.__dict__.get("_made_encodings")}
 
 
 class GPTScratchTokenizer(PythonBackend):

@@ -449,6 +449,13 @@ def test_encodings_without_offsets_equal_gpt2_fasts(tok, hf_gpt2, side):
     assert one.tokens() == gpt2_one.tokens() and one.char_to_token(7) == gpt2_one.char_to_token(7) == 5
 
 
+def test_encodings_are_made_only_when_asked_for(tok):
+    batch = tok(["Hello world", "tea?"], padding=True, return_tensors="pt")
+    assert batch.is_fast and batch.__dict__.get("_made_encodings") is None  # ids alone: tiktoken's speed
+    assert batch.tokens(0) == ["Hello", "Ġworld", "<|endoftext|>"]  # padded as the ids are
+    assert pickle.loads(pickle.dumps(batch)).tokens(1) == batch.tokens(1)
+
+
 def test_encodings_honour_split_special_tokens(tok, enc):
     text = "a<|endoftext|>b"
     split = tok(text, split_special_tokens=True)
