@@ -213,7 +213,13 @@ def bpe_merges_from_ranks(ranks: dict[bytes, int]) -> list[tuple[str, str]]:
 
 def rust_tokenizer_from_ranks(encoding: tiktoken.Encoding) -> Tokenizer:
     """tiktoken's GPT-2 encoding as a Rust ``tokenizers.Tokenizer``, built as transformers builds GPT-2's fast
-    tokenizer (byte-level BPE, GPT-2's pre-tokenisation, ``<|endoftext|>`` special): the same ids, with offsets."""
+    tokenizer (byte-level BPE, GPT-2's pre-tokenisation, ``<|endoftext|>`` special): the same ids, with offsets.
+    Each call gives a new tokenizer (a tokenizer's added tokens are its own); the merges are replayed once."""
+    return Tokenizer.from_str(_rust_tokenizer_json(encoding))
+
+
+@lru_cache(maxsize=2)
+def _rust_tokenizer_json(encoding: tiktoken.Encoding) -> str:
     byte_encoder = bytes_to_unicode()
     vocab = {"".join(byte_encoder[b] for b in token): i for token, i in encoding._mergeable_ranks.items()}
     vocab[ENDOFTEXT] = ENDOFTEXT_ID
@@ -222,7 +228,7 @@ def rust_tokenizer_from_ranks(encoding: tiktoken.Encoding) -> Tokenizer:
     rust.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     rust.decoder = decoders.ByteLevel()
     rust.add_special_tokens([AddedToken(ENDOFTEXT, special=True, normalized=False)])
-    return rust
+    return rust.to_str()
 
 
 class GPTScratchBatchEncoding(BatchEncoding):
