@@ -12,6 +12,7 @@ classes resolvable by name. A GPT-2 export (``save_gpt2``) needs nothing of this
 import argparse
 import os
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from transformers.cli.serving.model_manager import ModelLoader
@@ -54,7 +55,10 @@ def check_model_folder(folder: str | os.PathLike) -> Path:
 
 
 def serve(
-    folder: str | os.PathLike, host: str = SERVE_DEFAULT_HOST, port: int = 8000, serve_args: list[str] = ()
+    folder: str | os.PathLike,
+    host: str = SERVE_DEFAULT_HOST,
+    port: int = 8000,
+    serve_args: Sequence[str] = (),
 ) -> None:
     """Run ``transformers serve FOLDER --host HOST --port PORT [serve_args]`` with the model preloaded, until
     interrupted. ``serve_args`` are transformers serve's own options (``--device``, ``--dtype``, ...)."""
@@ -63,9 +67,12 @@ def serve(
     from transformers.cli.transformers import app
 
     folder = check_model_folder(folder)
+    if not serve_cli.is_serve_available():
+        raise ImportError(
+            "transformers serve needs fastapi, uvicorn and openai: pip install 'transformers[serving]'"
+        )
     make_classes_resolvable()
     model_manager.ModelLoader = GPTScratchModelLoader  # what `Serve` builds its loader from
-    assert serve_cli.is_serve_available(), "transformers serve needs: pip install 'transformers[serving]'"
     args = ["serve", str(folder), "--host", host, "--port", str(port), *serve_args]
     app(args=args, prog_name="transformers", standalone_mode=False)
 
