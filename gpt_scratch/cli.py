@@ -20,7 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "finetune-instructions": (
         "gpt_scratch.workflows.instruct", "add_arguments", "run", "instruction fine-tuning, Alpaca format (chapter 7)",
     ),
-    "chat": ("gpt_scratch.workflows.instruct", "add_chat_arguments", "run_chat", "answer one instruction with a saved model"),
+    "chat": ("gpt_scratch.workflows.instruct", "add_chat_arguments", "run_chat", "answer an instruction with a saved model, or chat with a server (--url)"),
+    "serve": ("gpt_scratch.serve", "add_arguments", "run", "serve a saved model with transformers' OpenAI-compatible server"),
     "push": ("gpt_scratch.hub.push", "add_arguments", "run", "validate a saved folder and upload it to the Hub"),
 }  # fmt: skip
 

@@ -312,6 +312,7 @@ def test_missing_tokenizer_files_are_named(lm_folder, tmp_path, capsys):
     # A transformers tokenizer whose files are gone: transformers says "install sentencepiece or tiktoken", or
     # builds an empty vocabulary that encodes nothing
     (lm_folder / "vocab.json").unlink()
+    (lm_folder / "tokenizer.json").unlink()  # saved beside vocab.json + merges.txt: gone with them
     for tokenizer_class in ("PreTrainedTokenizerFast", "GPT2Tokenizer"):
         config = json.loads((lm_folder / "tokenizer_config.json").read_text())
         config.pop("auto_map", None)
