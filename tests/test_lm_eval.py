@@ -15,7 +15,10 @@ from gpt_scratch import GPTScratchForCausalLM, GPTScratchTokenizer
 from conftest import tiny_config
 
 pytest.importorskip("lm_eval")
-pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files and the book's short story
+pytestmark = [
+    pytest.mark.needs_shared,  # GPT-2's BPE files and the book's short story
+    pytest.mark.usefixtures("fresh_accelerate_state"),  # the harness makes its own Accelerator: reset after
+]
 
 MULTIPLE_CHOICE = [
     {"question": "The capital of France is", "choices": [" Paris", " Rome", " a teapot"], "label": 0},

@@ -10,7 +10,12 @@ from gpt_scratch.tokenization_gpt_scratch import ALPACA_CHAT_TEMPLATE
 from conftest import tiny_config
 
 trl = pytest.importorskip("trl")
-pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files for the tokenizer
+pytestmark = [
+    pytest.mark.needs_shared,  # GPT-2's BPE files for the tokenizer
+    pytest.mark.usefixtures(
+        "fresh_accelerate_state"
+    ),  # Trainer leaves accelerate's state in bf16: reset after
+]
 
 TEXTS = [
     "Every effort moves you forward, one small step at a time.",
