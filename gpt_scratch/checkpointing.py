@@ -138,6 +138,26 @@ def run_contents(output_dir: str | os.PathLike) -> list[str]:
     return held + [f"{CHECKPOINTS_DIR}/{p.name}" for p in _step_folders(output_dir / CHECKPOINTS_DIR)]
 
 
+def clear_output_folder(output_dir: str | os.PathLike, overwrite: bool) -> None:
+    """For a verb that writes a model folder in one go (e.g. `convert`): a folder that holds anything is refused
+    unless `overwrite`, which removes the run it holds (as `claim_run_folder` does) before the new files go in."""
+    output_dir = Path(output_dir)
+    held = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
+    if held and not overwrite:
+        shown = ", ".join(held[:5]) + (f", ... ({len(held)} entries)" if len(held) > 5 else "")
+        raise ValueError(
+            f"{output_dir} already holds files ({shown}): pass --overwrite to replace them, or choose another "
+            "--output-dir"
+        )
+    if held:
+        print(f"Overwriting {output_dir} ({', '.join(run_contents(output_dir)) or 'no run'})")
+        checkpoints = output_dir / CHECKPOINTS_DIR
+        checkpoints.mkdir(exist_ok=True)
+        _remove_run(output_dir)
+        if not any(checkpoints.iterdir()):  # (a lock stays: a run may hold it)
+            checkpoints.rmdir()
+
+
 def _remove_run(output_dir: Path) -> None:
     """Remove the previous run's files before a new one writes any: a kill never leaves the two mixed."""
     root = output_dir / CHECKPOINTS_DIR

@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "gpt_scratch.workflows.instruct", "add_arguments", "run", "instruction fine-tuning, Alpaca format (chapter 7)",
     ),
     "chat": ("gpt_scratch.workflows.instruct", "add_chat_arguments", "run_chat", "answer one instruction with a saved model"),
+    "convert": (
+        "gpt_scratch.convert", "add_arguments", "run", "the book's .pth or nanoGPT's ckpt.pt in as a model folder, and back",
+    ),
     "push": ("gpt_scratch.hub.push", "add_arguments", "run", "validate a saved folder and upload it to the Hub"),
 }  # fmt: skip
 
