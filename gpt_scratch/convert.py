@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from gpt_scratch.conversion_book_nanogpt import (
+from gpt_scratch.conversion_book_nanogpt_gpt_scratch import (
     book_config,
     book_to_scratch_state_dict,
     nanogpt_config,
@@ -110,6 +110,11 @@ def load_source(
     loaded = load_folder(Path(folder), **config_overrides)
     loaded.origin["source"] = str(source)
     return loaded
+
+
+def is_gpt_scratch_folder(source: str | os.PathLike) -> bool:
+    config_file = Path(source) / "config.json"
+    return config_file.is_file() and json.loads(config_file.read_text()).get("model_type") == "gpt_scratch"
 
 
 def load_folder(folder: Path, **config_overrides: Any) -> LoadedModel:

@@ -435,13 +435,13 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
 
     def save_book(self, path: str | os.PathLike) -> None:
         """Write the book's ``GPTModel`` state dict (``model.pth``) and its ``cfg`` as JSON beside it."""
-        from .conversion_book_nanogpt import save_book
+        from .conversion_book_nanogpt_gpt_scratch import save_book
 
         save_book(self, path)
 
     def save_nanogpt(self, path: str | os.PathLike) -> None:
         """Write a nanoGPT ``ckpt.pt`` (``model``, ``model_args``, ...) that nanoGPT's ``GPT`` loads strictly."""
-        from .conversion_book_nanogpt import save_nanogpt
+        from .conversion_book_nanogpt_gpt_scratch import save_nanogpt
 
         save_nanogpt(self, path)
 
@@ -495,7 +495,7 @@ class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
 
     def save_book(self, path: str | os.PathLike) -> None:
         """Write the book's chapter 6 classifier state dict (``out_head`` of num_labels rows) and its ``cfg``."""
-        from .conversion_book_nanogpt import save_book
+        from .conversion_book_nanogpt_gpt_scratch import save_book
 
         save_book(self, path)
 

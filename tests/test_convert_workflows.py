@@ -1,0 +1,164 @@
+"""Every workflow starts from what `convert` reads (the book's .pth, nanoGPT's ckpt.pt), and pretraining reads
+nanoGPT's data folder: against the book's own GPTModel and tiktoken's GPT-2 ids."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gpt_scratch.cli import main
+from gpt_scratch.data.prepared import PreparedCorpus
+
+from conftest import SHARED_PATH
+
+pytestmark = pytest.mark.needs_shared  # GPT-2's BPE files and the book's data
+
+ch04 = pytest.importorskip("llms_from_scratch.ch04")
+
+BOOK = dict(
+    vocab_size=50257, context_length=32, emb_dim=24, n_heads=3, n_layers=2, drop_rate=0.0, qkv_bias=False
+)
+IDS = torch.tensor([[6109, 3626, 6100, 345, 11, 257, 1110]])
+FAST = [
+    "--max-steps",
+    "1",
+    "--batch-size",
+    "2",
+    "--eval-iter",
+    "1",
+    "--final-eval-iter",
+    "1",
+    "--no-progress-bar",
+]
+
+
+@pytest.fixture
+def book_pth(tmp_path):
+    torch.manual_seed(123)
+    book = ch04.GPTModel(BOOK).eval()
+    torch.save(book.state_dict(), tmp_path / "model.pth")
+    return book, tmp_path / "model.pth"
+
+
+def test_pretrain_continues_from_a_book_pth(tmp_path, book_pth):
+    """One step at a learning rate of ~0 (and no weight decay) leaves the book's logits."""
+    from transformers import AutoModelForCausalLM
+
+    import gpt_scratch  # noqa: F401  (registers the Auto classes)
+
+    book, pth = book_pth
+    out = tmp_path / "run"
+    args = ["pretrain", "the-verdict", "--model", str(pth), "--n-heads", "3", "--output-dir", str(out)]
+    assert main([*args, *FAST, "--max-new-tokens", "2", "--lr", "1e-30", "--weight-decay", "0"]) == 0
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["steps"] == 1 and summary["base_model"] == str(pth)
+    assert f"Pretraining continued from `{pth}`" in (out / "README.md").read_text()
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(IDS).logits, book(IDS), atol=1e-5, rtol=0)
+
+
+def test_pretrain_with_a_base_model_refuses_another_shape(tmp_path, book_pth):
+    _, pth = book_pth
+    args = [
+        "pretrain",
+        "the-verdict",
+        "--model",
+        str(pth),
+        "--n-heads",
+        "3",
+        "--output-dir",
+        str(tmp_path / "r"),
+    ]
+    assert main([*args, *FAST, "--context-length", "16"]) == 2
+    with pytest.raises(SystemExit, match="2"):  # argparse: one or the other
+        main(["pretrain", "--model", str(pth), "--preset", "gpt2-small"])
+
+
+def test_finetune_classifier_starts_from_a_book_pth(tmp_path, book_pth):
+    """Chapter 6 starts from the pretrained .pth: the classifier's backbone is the book's model."""
+    book, pth = book_pth
+    out = tmp_path / "spam"
+    args = [
+        "finetune-classifier",
+        "--model",
+        str(pth),
+        "--n-heads",
+        "3",
+        "--output-dir",
+        str(out),
+        "--lr",
+        "0",
+    ]
+    assert main([*args, *FAST, "--max-length", "32", "--trainable", "head"]) == 0
+    from gpt_scratch import GPTScratchForSequenceClassification
+
+    model = GPTScratchForSequenceClassification.from_pretrained(out)
+    assert torch.equal(model.model.tok_emb.weight, book.tok_emb.weight)
+    assert torch.equal(model.model.trf_blocks[1].att.qkv.weight[:24], book.trf_blocks[1].att.W_query.weight)
+    assert json.loads((out / "training_summary.json").read_text())["base_model"] == str(pth)
+
+
+def nanogpt_data_folder(folder, shared):
+    """nanoGPT's data/<name>/prepare.py: GPT-2 ids (tiktoken) of the text, eot-joined, as uint16 train.bin/val.bin."""
+    import tiktoken
+
+    text = (shared / "data" / "the-verdict.txt").read_text(encoding="utf-8")
+    ids = np.array(tiktoken.get_encoding("gpt2").encode_ordinary(text), dtype=np.uint16)
+    folder.mkdir()
+    split = int(len(ids) * 0.9)
+    ids[:split].tofile(folder / "train.bin")
+    ids[split:].tofile(folder / "val.bin")
+    return ids, split
+
+
+def test_pretrain_reads_nanogpts_data_folder_without_tokenizing(tmp_path, shared):
+    ids, split = nanogpt_data_folder(tmp_path / "verdict", shared)
+    corpus = PreparedCorpus(tmp_path / "verdict")
+    assert corpus.num_tokens("train") == split and corpus.num_tokens("validation") == len(ids) - split
+    window = corpus.windows("train", 32)[3]
+    assert (
+        window["input_ids"].tolist() == ids[96:128].tolist()
+        and window["target_ids"].tolist() == ids[97:129].tolist()
+    )
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**BOOK, "emb_dim": 16, "n_heads": 2}))
+    out = tmp_path / "run"
+    args = ["pretrain", str(tmp_path / "verdict"), "--config", str(config), "--output-dir", str(out)]
+    assert main([*args, *FAST, "--max-new-tokens", "2"]) == 0
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["hyperparameters"]["sampling"] == "random"  # nanoGPT's get_batch
+    assert summary["hyperparameters"]["train_windows"] == split // 32
+
+
+def test_a_character_level_nanogpt_folder_is_refused(tmp_path):
+    (tmp_path / "shakespeare_char").mkdir()
+    np.zeros(100, dtype=np.uint16).tofile(tmp_path / "shakespeare_char" / "train.bin")
+    (tmp_path / "shakespeare_char" / "meta.pkl").write_bytes(b"not read")
+    with pytest.raises(ValueError, match="meta.pkl, nanoGPT's character-level vocabulary"):
+        PreparedCorpus(tmp_path / "shakespeare_char")
+
+
+def test_generate_reads_a_nanogpt_checkpoint(tmp_path, capsys):
+    """`generate` (load_model) takes a ckpt.pt too, through the same loader."""
+    from gpt_scratch.generation.inference import load_model
+
+    model_py = SHARED_PATH / "reference" / "nanogpt" / "model.py"
+    if not model_py.is_file():
+        pytest.skip(f"nanoGPT's model.py not found at {model_py}")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nanogpt_model", model_py)
+    nanogpt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nanogpt)
+    torch.manual_seed(0)
+    args = dict(n_layer=1, n_head=2, n_embd=16, block_size=32, bias=False, vocab_size=50304, dropout=0.0)
+    reference = nanogpt.GPT(nanogpt.GPTConfig(**args)).eval()
+    torch.save({"model": reference.state_dict(), "model_args": args, "iter_num": 1, "best_val_loss": 9.0},
+               tmp_path / "ckpt.pt")  # fmt: skip
+    model, tokenizer = load_model(tmp_path / "ckpt.pt")
+    assert tokenizer.model_max_length == 32
+    with torch.no_grad():
+        torch.testing.assert_close(model(IDS).logits, reference(IDS, targets=IDS)[0], atol=1e-5, rtol=0)
