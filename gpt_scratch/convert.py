@@ -38,6 +38,7 @@ import torch
 
 from gpt_scratch.conversion_book_nanogpt_gpt_scratch import (
     book_config,
+    book_names,
     book_to_scratch_state_dict,
     nanogpt_config,
     nanogpt_to_scratch_state_dict,
@@ -55,6 +56,9 @@ class LoadedModel:
 
     model: GPTScratchForCausalLM | GPTScratchForSequenceClassification
     origin: dict[str, Any] = field(default_factory=dict)
+    optimizer_state: dict[str, dict[str, torch.Tensor]] | None = (
+        None  # model_and_optimizer.pth: AdamW's, by our names
+    )
 
 
 def read_weights(path: Path) -> Any:
@@ -150,6 +154,7 @@ def load_file(
     """A book or nanoGPT weights file (see the module docstring); any error names the file."""
     content = read_weights(path)
     origin: dict[str, Any] = {"source": str(path), "file": path.name, "sha256": sha256(path)}
+    book_optimizer, optimizer_state = None, None
     try:
         if not isinstance(content, dict):
             raise ValueError(f"holds a {type(content).__name__}, not a state dict")
@@ -161,6 +166,7 @@ def load_file(
         elif "model_state_dict" in content:  # chapter 5's model_and_optimizer.pth
             state_dict = content["model_state_dict"]
             origin["format"] = "book GPTModel (model_and_optimizer.pth)"
+            book_optimizer = content.get("optimizer_state_dict")
         else:
             state_dict = content
         if not isinstance(state_dict, dict) or not all(
@@ -176,6 +182,8 @@ def load_file(
             config = book_config(state_dict, n_heads, **config_overrides)
             ours = book_to_scratch_state_dict(state_dict, config)
             origin.setdefault("format", "book GPTModel state dict")
+            if book_optimizer is not None:
+                optimizer_state = book_adamw_state(book_optimizer, state_dict, config)
         else:
             config = nanogpt_config(state_dict, model_args, n_heads, **config_overrides)
             ours = nanogpt_to_scratch_state_dict(state_dict, config)
@@ -198,7 +206,37 @@ def load_file(
     model.load_state_dict(ours, strict=True)
     if config.tie_word_embeddings:
         model.tie_weights()
-    return LoadedModel(model.eval(), origin)
+    return LoadedModel(model.eval(), origin, optimizer_state)
+
+
+def book_adamw_state(
+    optimizer_state: dict, book: dict[str, torch.Tensor], config: Any
+) -> dict[str, dict[str, torch.Tensor]]:
+    """The state of chapter 5's ``AdamW(model.parameters())`` by our parameter names: the moments of W_query, W_key
+    and W_value stacked into our fused qkv, as the weights are. The book's parameters are its state dict's tensors
+    but the ``att.mask`` buffers, in order."""
+    names = [k for k in book if not k.endswith(".att.mask")]
+    indices = [i for group in optimizer_state.get("param_groups") or [] for i in group["params"]]
+    if len(indices) != len(names):
+        raise ValueError(f"optimizer_state_dict holds {len(indices)} parameters, the model {len(names)}")
+    state = optimizer_state.get("state") or {}
+    by_name = {name: state[i] for name, i in zip(names, indices, strict=True) if i in state}
+    adamw = {}
+    classifier = config.architectures == ["GPTScratchForSequenceClassification"]
+    for source_names, our_name in book_names(config, classifier):
+        parts = [by_name.get(name) for name in source_names]
+        if any(part is None for part in parts):
+            continue  # never stepped
+        if not all({"step", "exp_avg", "exp_avg_sq"} <= part.keys() for part in parts):
+            raise ValueError(
+                f"optimizer_state_dict: {source_names[0]} has no AdamW moments (exp_avg, exp_avg_sq)"
+            )
+        adamw[our_name] = {
+            "step": torch.as_tensor(parts[0]["step"], dtype=torch.float32).clone(),
+            "exp_avg": torch.cat([part["exp_avg"] for part in parts]),
+            "exp_avg_sq": torch.cat([part["exp_avg_sq"] for part in parts]),
+        }
+    return adamw
 
 
 def _plain(value: Any) -> Any:

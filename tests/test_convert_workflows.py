@@ -162,3 +162,58 @@ def test_generate_reads_a_nanogpt_checkpoint(tmp_path, capsys):
     assert tokenizer.model_max_length == 32
     with torch.no_grad():
         torch.testing.assert_close(model(IDS).logits, reference(IDS, targets=IDS)[0], atol=1e-5, rtol=0)
+
+
+def test_resume_optimizer_continues_the_books_adamw(tmp_path):
+    """A second step from model_and_optimizer.pth gives the book's second step (its moments onto our fused q/k/v)."""
+    import torch.nn.functional as F
+
+    from gpt_scratch.convert import load_source
+    from gpt_scratch.training import CausalLMTask, TrainingConfig, train
+
+    cfg = {**BOOK, "qkv_bias": True}
+    torch.manual_seed(123)
+    book = ch04.GPTModel(cfg).train()
+    optimizer = torch.optim.AdamW(book.parameters(), lr=4e-4, weight_decay=0.1)
+    batches = [torch.randint(0, 50257, (2, 17)) for _ in range(2)]  # inputs and targets of 16 tokens, shifted
+    for i, batch in enumerate(batches):
+        loss = F.cross_entropy(book(batch[:, :-1]).flatten(0, 1), batch[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if i == 0:  # chapter 5's save, after the first step
+            saved = {"model_state_dict": book.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
+            torch.save(saved, tmp_path / "model_and_optimizer.pth")
+    second = [{"input_ids": row[:-1], "target_ids": row[1:]} for row in batches[1]]
+
+    def one_step(optimizer_state, folder):
+        loaded = load_source(tmp_path / "model_and_optimizer.pth", n_heads=3, drop_rate=0.0)
+        training = TrainingConfig(output_dir=str(tmp_path / folder), max_steps=1, batch_size=2, shuffle=False,
+                                  eval_iter=1, final_eval_iter=1, progress_bar=False)  # fmt: skip
+        state = loaded.optimizer_state if optimizer_state else None
+        return train(
+            loaded.model, second, None, training, CausalLMTask(start_context=None), optimizer_state=state
+        )
+
+    resumed = one_step(True, "resumed").model
+    expected = torch.cat([book.trf_blocks[1].att.W_query.weight, book.trf_blocks[1].att.W_key.weight,
+                          book.trf_blocks[1].att.W_value.weight])  # fmt: skip
+    torch.testing.assert_close(resumed.model.trf_blocks[1].att.qkv.weight, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(resumed.out_head.weight, book.out_head.weight, atol=1e-6, rtol=0)
+    fresh = one_step(False, "fresh").model  # a fresh AdamW takes another step
+    assert (fresh.model.trf_blocks[1].att.qkv.weight - expected).abs().max() > 1e-5
+
+
+def test_resume_optimizer_needs_a_model_and_optimizer_pth(tmp_path, book_pth):
+    _, pth = book_pth
+    args = [
+        "pretrain",
+        "the-verdict",
+        "--model",
+        str(pth),
+        "--n-heads",
+        "3",
+        "--output-dir",
+        str(tmp_path / "r"),
+    ]
+    assert main([*args, *FAST, "--resume-optimizer"]) == 2

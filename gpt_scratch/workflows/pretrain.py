@@ -31,7 +31,7 @@ from typing import Any
 from accelerate.utils import set_seed
 
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
-from gpt_scratch.convert import add_model_source_arguments
+from gpt_scratch.convert import LoadedModel, add_model_source_arguments
 from gpt_scratch.data.describe import describe_data
 from gpt_scratch.data.prepared import (
     PreparedCorpus,
@@ -109,6 +109,7 @@ def pretrain(
     base_model: str | os.PathLike | None = None,
     n_heads: int | None = None,
     drop_rate: float | None = None,
+    resume_optimizer: bool = False,
 ) -> TrainResult:
     """Pretrain a fresh model on `corpus` (a corpus name, file(s), folder, glob, a datasets.Dataset, or a folder
     made by `prepare_corpus` or nanoGPT's prepare.py, whose shards are memory-mapped), or on `options.dataset` (`load_dataset`; with
@@ -122,16 +123,27 @@ def pretrain(
     256 tokens; `context_length` overrides either. `preset` is recorded in the summary. With `base_model` (anything
     `gpt-scratch convert` reads: a folder, a GPT-2 id, the book's .pth, nanoGPT's ckpt.pt; `n_heads` where the
     file does not say) pretraining continues from its weights, at its own configuration and context, and it is the
-    run's base model in the summary and the card. `drop_rate` overrides the model's dropout.
+    run's base model in the summary and the card; `resume_optimizer` starts AdamW from the moments of the book's
+    `model_and_optimizer.pth` (its own learning rate and weight decay are `training`'s). `drop_rate` overrides the
+    model's dropout.
     Windows are `context_length` tokens with `options.stride` (default: context_length), targets shifted by one.
     """
     training = training or TrainingConfig()
     options = options or PretrainOptions()
     tokenizer = tokenizer or GPTScratchTokenizer()
-    model = None
+    model, optimizer_state = None, None
     if base_model is not None:
-        model = load_base_model(base_model, n_heads, drop_rate, model_config, preset, context_length)
-        model_config, context_length = model.config, None
+        loaded = load_base_model(base_model, n_heads, drop_rate, model_config, preset, context_length)
+        model, model_config, context_length = loaded.model, loaded.model.config, None
+        if resume_optimizer and not loaded.optimizer_state:
+            raise ValueError(
+                f"{base_model}: no AdamW state to resume (the book's model_and_optimizer.pth holds one)"
+            )
+        optimizer_state = loaded.optimizer_state if resume_optimizer else None
+    elif resume_optimizer:
+        raise ValueError(
+            "resume_optimizer (--resume-optimizer) needs a base model (--model model_and_optimizer.pth)"
+        )
     if model_config is None:
         preset = preset or BOOK_PRESET
         model_config = GPTScratchConfig.from_preset(
@@ -208,8 +220,10 @@ def pretrain(
         tokenizer,
         base_model=None if base_model is None else str(base_model),
         datasets=described,
+        optimizer_state=optimizer_state,
         extra_hyperparameters={
             "preset": preset,
+            "resume_optimizer": resume_optimizer,
             "context_length": model_config.context_length,
             "stride": options.stride or model_config.context_length,
             "train_ratio": options.train_ratio,
@@ -229,7 +243,7 @@ def load_base_model(
     model_config: GPTScratchConfig | None = None,
     preset: str | None = None,
     context_length: int | None = None,
-) -> GPTScratchForCausalLM:
+) -> LoadedModel:
     """The causal LM of `source` (`gpt_scratch.convert.load_source`), to continue pretraining; its configuration is
     the source's: another one, or another context, is an error."""
     from gpt_scratch.convert import load_source
@@ -238,9 +252,8 @@ def load_base_model(
         raise ValueError(
             f"give a base model ({source}) or a model configuration (a preset, a config), not both"
         )
-    model = load_source(
-        source, n_heads=n_heads, **({} if drop_rate is None else {"drop_rate": drop_rate})
-    ).model
+    loaded = load_source(source, n_heads=n_heads, **({} if drop_rate is None else {"drop_rate": drop_rate}))
+    model = loaded.model
     if not isinstance(model, GPTScratchForCausalLM):
         raise ValueError(f"{source}: a {type(model).__name__}; pretraining continues a causal language model")
     if context_length not in (None, model.config.context_length):
@@ -248,7 +261,8 @@ def load_base_model(
             f"{source} has a context of {model.config.context_length} tokens; --context-length {context_length} "
             "would change the model (leave it out)"
         )
-    return model.train()
+    model.train()
+    return loaded
 
 
 def streaming_datasets(
@@ -344,6 +358,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_model_source_arguments(model)
     model.add_argument(
+        "--resume-optimizer",
+        action="store_true",
+        help="with --model model_and_optimizer.pth: start AdamW from the book's moments (the learning rate and "
+        "weight decay are the flags')",
+    )
+    model.add_argument(
         "--context-length",
         type=int,
         default=None,
@@ -416,6 +436,7 @@ def run(args: argparse.Namespace) -> int:
         base_model=args.model,
         n_heads=args.n_heads,
         drop_rate=args.drop_rate,
+        resume_optimizer=args.resume_optimizer,
     )
     if process_state().is_main_process:
         m = result.summary["metrics"]
