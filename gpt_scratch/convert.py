@@ -56,9 +56,7 @@ class LoadedModel:
 
     model: GPTScratchForCausalLM | GPTScratchForSequenceClassification
     origin: dict[str, Any] = field(default_factory=dict)
-    optimizer_state: dict[str, dict[str, torch.Tensor]] | None = (
-        None  # model_and_optimizer.pth: AdamW's, by our names
-    )
+    optimizer_state: dict[str, dict[str, torch.Tensor]] | None = None  # AdamW's, of model_and_optimizer.pth
 
 
 def read_weights(path: Path) -> Any:
@@ -105,7 +103,12 @@ def load_source(
     if path.is_file():
         return load_file(path, n_heads=n_heads, labels=labels, **config_overrides)
     if path.is_dir():
-        return load_folder(path, **config_overrides)
+        loaded = load_folder(path, **config_overrides)
+        if labels or n_heads not in (None, loaded.model.config.n_heads):
+            raise ValueError(
+                f"{path}: its config.json says the heads and labels; leave out --n-heads and --labels"
+            )
+        return loaded
     if not HUB_ID.fullmatch(str(source)) or path.suffix in (".pth", ".pt", ".bin", ".safetensors"):
         raise FileNotFoundError(f"{source}: no such file or folder")
     from huggingface_hub import snapshot_download
@@ -174,11 +177,8 @@ def load_file(
         ):
             raise ValueError(f"keys {', '.join(map(str, list(content)[:10]))}: not a state dict of tensors")
         state_dict = strip_prefixes(state_dict)
-        if (
-            "tok_emb.weight" in state_dict
-            or model_args is None
-            and "transformer.wte.weight" not in state_dict
-        ):
+        nanogpt = model_args is not None or "transformer.wte.weight" in state_dict
+        if "tok_emb.weight" in state_dict or not nanogpt:  # the book's key check lists what does not fit
             config = book_config(state_dict, n_heads, **config_overrides)
             ours = book_to_scratch_state_dict(state_dict, config)
             origin.setdefault("format", "book GPTModel state dict")

@@ -51,20 +51,32 @@ x = torch.tensor([ids])
 with torch.no_grad():
     logits = model(x).logits[0]
 out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=30, do_sample=False)
+for how, path in json.loads(sys.argv[3]).items():  # the remote code's own way back out
+    getattr(model, f"save_{how}")(path)
 print(json.dumps({"cls": type(model).__name__, "logits": logits.tolist(), "tokens": out[0].tolist(),
                   "max_length": tokenizer.model_max_length}))
 """
 
 
-def clean_process_run(folder: Path, tmp_path: Path, ids=PROMPT_IDS) -> dict:
-    result = run_clean_python(CLEAN_PROCESS, str(folder), json.dumps(ids), cwd=tmp_path)
+def clean_process_run(folder: Path, tmp_path: Path, ids=PROMPT_IDS, save: dict | None = None) -> dict:
+    result = run_clean_python(
+        CLEAN_PROCESS, str(folder), json.dumps(ids), json.dumps(save or {}), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def assert_same_as_book(book, cfg: dict, folder: Path, tmp_path: Path) -> None:
-    """Logits (1e-5) and 30 greedy tokens of the folder, in a clean process, equal the book's."""
-    got = clean_process_run(folder, tmp_path)
+    """Logits (1e-5) and 30 greedy tokens of the folder, in a clean process, equal the book's; its save_book
+    (the remote code's) gives the book's state dict back, masks included."""
+    got = clean_process_run(folder, tmp_path, save={"book": str(tmp_path / "back.pth")})
+    back = torch.load(tmp_path / "back.pth", weights_only=True)
+    assert back.keys() == book.state_dict().keys() and json.loads((tmp_path / "back.json").read_text()) == {
+        **cfg,
+        "drop_rate": 0.1,  # the book's dropout is not in its weights: GPT_CONFIG_124M's
+    }
+    for name, tensor in book.state_dict().items():
+        torch.testing.assert_close(back[name], tensor, atol=0, rtol=0)
     idx = torch.tensor([PROMPT_IDS])
     with torch.no_grad():
         expected_logits = book(idx)[0]
@@ -235,7 +247,9 @@ def test_nanogpt_checkpoint_converts_to_the_same_model_and_back(tmp_path, nanogp
     reference = nanogpt_checkpoint(nanogpt, tmp_path / "ckpt.pt", bias)
     assert main(["convert", str(tmp_path / "ckpt.pt"), "--output-dir", str(tmp_path / "out")]) == 0
     idx = torch.tensor([PROMPT_IDS + [50300]])  # a padded row of the vocabulary too
-    got = clean_process_run(tmp_path / "out", tmp_path, idx[0].tolist())
+    got = clean_process_run(
+        tmp_path / "out", tmp_path, idx[0].tolist(), save={"nanogpt": str(tmp_path / "remote.pt")}
+    )
     torch.testing.assert_close(
         torch.tensor(got["logits"]), nanogpt_logits(reference, idx)[0], atol=1e-5, rtol=0
     )
@@ -250,11 +264,14 @@ def test_nanogpt_checkpoint_converts_to_the_same_model_and_back(tmp_path, nanogp
         main(["convert", str(tmp_path / "out"), "--to", "nanogpt", "--output", str(tmp_path / "back.pt")])
         == 0
     )
-    checkpoint = torch.load(tmp_path / "back.pt", weights_only=True)
-    back = nanogpt.GPT(nanogpt.GPTConfig(**checkpoint["model_args"])).eval()
-    back.load_state_dict(checkpoint["model"], strict=True)
-    assert checkpoint["model_args"]["bias"] is bias
-    torch.testing.assert_close(nanogpt_logits(back, idx), nanogpt_logits(reference, idx), atol=1e-6, rtol=0)
+    for path in (tmp_path / "back.pt", tmp_path / "remote.pt"):  # the CLI's, the remote code's
+        checkpoint = torch.load(path, weights_only=True)
+        back = nanogpt.GPT(nanogpt.GPTConfig(**checkpoint["model_args"])).eval()
+        back.load_state_dict(checkpoint["model"], strict=True)
+        assert checkpoint["model_args"]["bias"] is bias
+        torch.testing.assert_close(
+            nanogpt_logits(back, idx), nanogpt_logits(reference, idx), atol=1e-6, rtol=0
+        )
 
 
 def test_save_nanogpt_of_a_model_trained_here_loads_into_nanogpt(tmp_path, nanogpt):
@@ -360,3 +377,29 @@ def test_an_output_that_holds_something_is_refused_without_overwrite(tmp_path, c
     assert main(back) == 2
     assert "already exist" in capsys.readouterr().err
     assert main([*back, "--overwrite"]) == 0
+
+
+def test_gpt2_and_gpt_scratch_folders_convert_as_they_load(tmp_path):
+    """What already loads (a GPT-2 folder through from_gpt2, a gpt_scratch folder) is a SOURCE too."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from gpt_scratch import GPTScratchForCausalLM
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=24, n_layer=2, n_head=3, vocab_size=120, n_positions=16)).eval()
+    gpt2.save_pretrained(tmp_path / "gpt2")
+    assert main(["convert", str(tmp_path / "gpt2"), "--output-dir", str(tmp_path / "out")]) == 0
+    model = GPTScratchForCausalLM.from_pretrained(tmp_path / "out").eval()
+    idx = torch.tensor([[5, 17, 42, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx).logits, gpt2(idx).logits, atol=1e-5, rtol=0)
+    origin = json.loads((tmp_path / "out" / "training_summary.json").read_text())["origin"]
+    assert origin == {"format": "GPT-2 (transformers)"}
+    assert (
+        main(["convert", str(tmp_path / "out"), "--output-dir", str(tmp_path / "again"), "--n-heads", "4"])
+        == 2
+    )
+    assert main(["convert", str(tmp_path / "out"), "--output-dir", str(tmp_path / "again")]) == 0
+    again = GPTScratchForCausalLM.from_pretrained(tmp_path / "again").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(idx).logits, gpt2(idx).logits, atol=1e-5, rtol=0)

@@ -79,19 +79,11 @@ def test_pretrain_with_a_base_model_refuses_another_shape(tmp_path, book_pth):
 def test_finetune_classifier_starts_from_a_book_pth(tmp_path, book_pth):
     """Chapter 6 starts from the pretrained .pth: the classifier's backbone is the book's model."""
     book, pth = book_pth
+    rows = [f"{'win a free prize now' if i % 2 else 'see you at lunch'} {i},{i % 2}" for i in range(20)]
+    (tmp_path / "messages.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
     out = tmp_path / "spam"
-    args = [
-        "finetune-classifier",
-        "--model",
-        str(pth),
-        "--n-heads",
-        "3",
-        "--output-dir",
-        str(out),
-        "--lr",
-        "0",
-    ]
-    assert main([*args, *FAST, "--max-length", "32", "--trainable", "head"]) == 0
+    args = ["finetune-classifier", str(tmp_path / "messages.csv"), "--model", str(pth), "--n-heads", "3"]
+    assert main([*args, "--output-dir", str(out), *FAST, "--lr", "0", "--trainable", "head"]) == 0
     from gpt_scratch import GPTScratchForSequenceClassification
 
     model = GPTScratchForSequenceClassification.from_pretrained(out)
