@@ -209,3 +209,49 @@ def test_resume_optimizer_needs_a_model_and_optimizer_pth(tmp_path, book_pth):
         str(tmp_path / "r"),
     ]
     assert main([*args, *FAST, "--resume-optimizer"]) == 2
+
+
+def test_finetune_instructions_starts_from_a_nanogpt_checkpoint(tmp_path):
+    """Chapter 7 from a nanoGPT ckpt.pt: the same loader; the run names it as its base model."""
+    from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM
+    from gpt_scratch.conversion_book_nanogpt_gpt_scratch import save_nanogpt
+
+    torch.manual_seed(0)
+    config = GPTScratchConfig(vocab_size=50304, context_length=64, emb_dim=16, n_heads=2, n_layers=1,
+                              tie_word_embeddings=True, qkv_bias=True, gelu_approximate="none")  # fmt: skip
+    save_nanogpt(GPTScratchForCausalLM(config), tmp_path / "ckpt.pt")
+    records = [{"instruction": f"Say {i}.", "input": "", "output": f"{i}"} for i in range(20)]
+    (tmp_path / "data.json").write_text(json.dumps(records))
+    out = tmp_path / "instruct"
+    args = ["finetune-instructions", str(tmp_path / "data.json"), "--model", str(tmp_path / "ckpt.pt")]
+    assert (
+        main([*args, "--output-dir", str(out), *FAST, "--max-new-tokens", "2", "--max-test-responses", "1"])
+        == 0
+    )
+    assert json.loads((out / "training_summary.json").read_text())["base_model"] == str(tmp_path / "ckpt.pt")
+
+
+def test_chat_template_alpaca_is_the_books_prompt(tmp_path, book_pth):
+    from transformers import AutoTokenizer
+
+    ch07 = pytest.importorskip("llms_from_scratch.ch07")
+    _, pth = book_pth
+    args = [
+        "convert",
+        str(pth),
+        "--n-heads",
+        "3",
+        "--output-dir",
+        str(tmp_path / "sft"),
+        "--chat-template",
+        "alpaca",
+    ]
+    assert main(args) == 0
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "sft", trust_remote_code=True)
+    entry = {"instruction": "Rewrite the sentence using a simile.", "input": "The car is very fast."}
+    messages = [
+        {"role": "system", "content": entry["instruction"]},
+        {"role": "user", "content": entry["input"]},
+    ]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert prompt == ch07.format_input(entry) + "\n\n### Response:\n"
