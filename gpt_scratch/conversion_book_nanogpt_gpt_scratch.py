@@ -127,6 +127,16 @@ def scratch_shapes(config: GPTScratchConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def warn_if_other_function(config: GPTScratchConfig, where: str, gelu: str) -> None:
+    """A warning when the code ``where`` the model goes computes another GELU or layer norm than ``config``."""
+    if config.gelu_approximate != gelu or config.layer_norm_eps != 1e-5:
+        warnings.warn(
+            f"{where} uses gelu approximate={gelu!r} and layer-norm eps 1e-5; this model has "
+            f"{config.gelu_approximate!r} and {config.layer_norm_eps}: there it computes a slightly different function",
+            stacklevel=3,
+        )
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The book's GPTModel (chapter 4), its chapter 6 classifier
 
@@ -222,15 +232,6 @@ def save_book(model, path: str | os.PathLike) -> tuple[Path, Path]:
 # nanoGPT's GPT (model.py) and its ckpt.pt
 
 
-def warn_if_other_function(config: GPTScratchConfig, where: str, gelu: str) -> None:
-    if config.gelu_approximate != gelu or config.layer_norm_eps != 1e-5:
-        warnings.warn(
-            f"{where} uses gelu approximate={gelu!r} and layer-norm eps 1e-5; this model has "
-            f"{config.gelu_approximate!r} and {config.layer_norm_eps}: there it computes a slightly different function",
-            stacklevel=3,
-        )
-
-
 def nanogpt_config(
     nano: dict[str, torch.Tensor], model_args: dict | None = None, n_heads: int | None = None, **overrides
 ) -> GPTScratchConfig:
@@ -249,7 +250,7 @@ def nanogpt_config(
         emb_dim=emb_dim,
         n_heads=heads_for(emb_dim, (model_args or {}).get("n_head", n_heads)),
         n_layers=len({k.split(".")[2] for k in nano if k.startswith("transformer.h.")}),
-        qkv_bias=True,  # bias=False: loaded as zeros (nanoGPT's c_attn never has a bias we could drop alone)
+        qkv_bias=True,  # bias=False is loaded as zero biases: the same function
         gelu_approximate="none",  # nanoGPT's nn.GELU()
         tie_word_embeddings=True,
         **{
@@ -275,9 +276,10 @@ def nanogpt_to_scratch_state_dict(
         for (nano_name,), our_name in names:
             if nano_name.endswith(".bias") and nano_name not in nano:
                 nano[nano_name] = torch.zeros(shapes[our_name], dtype=nano["transformer.wte.weight"].dtype)
-    ours = convert_tensors(
-        nano, names, shapes, re.compile(r"transformer\.h\.\d+\.attn\.bias")
-    )  # the mask buffer
+    mask_buffer = re.compile(
+        r"transformer\.h\.\d+\.attn\.bias"
+    )  # nanoGPT's causal mask without flash attention
+    ours = convert_tensors(nano, names, shapes, mask_buffer)
     ours["out_head.weight"] = ours["model.tok_emb.weight"]
     return ours
 
@@ -294,7 +296,7 @@ def scratch_to_nanogpt(ours: dict[str, torch.Tensor], config: GPTScratchConfig) 
             "book's GPT_CONFIG_124M); nanoGPT ties lm_head to wte and cannot hold it"
         )
     d = config.emb_dim
-    full = {k: v for k, v in ours.items()}
+    full = dict(ours)
     dtype = ours["model.tok_emb.weight"].dtype
     full |= {f"model.trf_blocks.{i}.att.qkv.bias": torch.zeros(3 * d, dtype=dtype) for i in range(config.n_layers)
              if f"model.trf_blocks.{i}.att.qkv.bias" not in ours}  # fmt: skip

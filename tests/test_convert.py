@@ -287,6 +287,8 @@ def test_save_nanogpt_of_a_model_trained_here_loads_into_nanogpt(tmp_path, nanog
     back.load_state_dict(checkpoint["model"], strict=True)
     idx = torch.tensor([[5, 17, 42, 3, 7]])
     torch.testing.assert_close(nanogpt_logits(back, idx), model(idx).logits, atol=1e-5, rtol=0)
+    with pytest.warns(UserWarning, match="the book's GPTModel uses gelu approximate='tanh'"):
+        model.save_book(tmp_path / "book.pth")  # nanoGPT's exact GELU is not the book's: said, not hidden
     untied = GPTScratchForCausalLM(GPTScratchConfig(**{**config.to_dict(), "tie_word_embeddings": False}))
     with pytest.raises(ValueError, match="nanoGPT ties"):
         untied.save_nanogpt(tmp_path / "untied.pt")
