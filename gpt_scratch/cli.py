@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 # verb: (module, function adding the verb's flags, function running it, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "prepare": ("gpt_scratch.data.prepared", "add_arguments", "run", "tokenize a corpus once into shards for pretrain"),
+    "prepare": ("gpt_scratch.data.prepare", "add_arguments", "run", "tokenize a corpus once into shards for pretrain"),
     "pretrain": ("gpt_scratch.workflows.pretrain", "add_arguments", "run", "pretrain a model on a text corpus (chapter 5)"),
     "generate": ("gpt_scratch.generation.inference", "add_arguments", "run", "generate text from a saved model"),
     "finetune-classifier": (
@@ -74,6 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     module_name, _, run_fn, _ = COMMANDS[args.command]
     return run_verb(args.command, lambda: getattr(importlib.import_module(module_name), run_fn)(args), debug)
+
+
+def main_for(verb: str) -> Callable[[list[str] | None], int]:
+    """`main` for one verb: what `scripts/VERB.py` runs, so `python scripts/pretrain.py ARGS` (and `accelerate
+    launch scripts/pretrain.py ARGS`) is `gpt-scratch pretrain ARGS`: the same parser, errors and --debug."""
+    if verb not in COMMANDS:
+        raise ValueError(f"unknown verb {verb!r}; the verbs: {', '.join(COMMANDS)}")
+
+    def main_verb(argv: list[str] | None = None) -> int:
+        return main([verb, *(sys.argv[1:] if argv is None else argv)])
+
+    return main_verb
 
 
 if __name__ == "__main__":

@@ -256,9 +256,9 @@ def write_folder(
 ) -> Path:
     """`loaded`'s model as a complete folder (see the module docstring); a folder that holds anything is refused
     unless `overwrite`. `chat_template="alpaca"` gives the tokenizer the book's Alpaca prompt (chapter 7)."""
-    from gpt_scratch.checkpointing import clear_output_folder
     from gpt_scratch.tokenization_gpt_scratch import ALPACA_CHAT_TEMPLATE, GPTScratchTokenizer
     from gpt_scratch.training import write_summary
+    from gpt_scratch.training.checkpointing import clear_output_folder
 
     if chat_template not in (None, *CHAT_TEMPLATES):
         raise ValueError(f"chat template {chat_template!r}: gpt_scratch knows {', '.join(CHAT_TEMPLATES)}")

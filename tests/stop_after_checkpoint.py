@@ -4,8 +4,8 @@ written, in every process. Usage: [torchrun ...] tests/stop_after_checkpoint.py 
 import os
 import sys
 
-from gpt_scratch import training
 from gpt_scratch.cli import main
+from gpt_scratch.training import loop as training
 
 if __name__ == "__main__":
     stop_at = int(sys.argv[1])

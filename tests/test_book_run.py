@@ -230,7 +230,7 @@ BOOK_CH05_TOPK_SAMPLE = "Every effort moves you stand to work on surprise, a one
 def test_chapter_5_first_evaluation_is_the_books_in_the_default_suite(tmp_path, capsys, monkeypatch):
     """The book's 124M model, its initial weights and first batches: its first log line, to the printed digit.
     (The run's final evaluation and 650 MB save are left out here: the slow tests below do the whole run.)"""
-    from gpt_scratch import training as training_module
+    from gpt_scratch.training import loop as training_module
 
     monkeypatch.setattr(training_module, "finish", lambda run, *args, **kwargs: {})
     training = TrainingConfig(

@@ -113,7 +113,7 @@ def test_a_run_stopped_after_a_checkpoint_resumes_exactly_on_the_gpu(
     from accelerate.state import AcceleratorState
     from safetensors.torch import load_file
 
-    from gpt_scratch import training as training_module
+    from gpt_scratch.training import loop as training_module
 
     def run(folder, resume=False):
         torch.manual_seed(0)

@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 import tiktoken
 
-from gpt_scratch.data import prepared
-from gpt_scratch.data.prepared import (
-    PreparedCorpus,
-    RandomWindows,
-    SequentialWindows,
-    prepare_corpus,
-    token_dtype,
-)
+from gpt_scratch.data import prepare
+from gpt_scratch.data.prepare import prepare_corpus, token_dtype
+from gpt_scratch.data.prepared import PreparedCorpus, RandomWindows, SequentialWindows
 from gpt_scratch.data.pretraining import build_pretraining_datasets, load_text
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
@@ -41,7 +36,7 @@ def encode(gpt2, text: str) -> list[int]:
 @pytest.fixture
 def small_pieces(monkeypatch):
     """Read 1 kB at a time and tokenize 2,000 characters a unit: many pieces, units and shards on small texts."""
-    monkeypatch.setattr(prepared, "READ_BYTES", 1000)
+    monkeypatch.setattr(prepare, "READ_BYTES", 1000)
     return {"unit_chars": 2000, "shard_tokens": 1000}
 
 
@@ -144,7 +139,7 @@ def test_val_ratio_picks_whole_documents(tmp_path, tokenizer, gpt2):
     meta = prepare_corpus(
         [str(tmp_path)], tmp_path / "p", tokenizer, val_ratio=0.1, seed=1, progress_bar=False
     )
-    val_docs = [i for i in range(200) if prepared.document_in_validation(i, 0.1, 1)]
+    val_docs = [i for i in range(200) if prepare.document_in_validation(i, 0.1, 1)]
     assert 8 <= len(val_docs) <= 35  # about 10% of 200
     assert shard_ids(tmp_path / "p", "validation").tolist() == joined_ids(gpt2, [texts[i] for i in val_docs])
     train_docs = [texts[i] for i in range(200) if i not in val_docs]
@@ -200,7 +195,7 @@ def test_an_interrupted_prepare_continues_to_the_same_shards(tmp_path, tokenizer
     reference = prepare_corpus(
         ["the-verdict"], tmp_path / "ref", tokenizer, progress_bar=False, **small_pieces
     )
-    append, calls = prepared._append, []
+    append, calls = prepare._append, []
 
     def append_then_die(f, ids):
         calls.append(1)
@@ -209,7 +204,7 @@ def test_an_interrupted_prepare_continues_to_the_same_shards(tmp_path, tokenizer
             raise KeyboardInterrupt  # what Ctrl-C or a kill does to the writer
         append(f, ids)
 
-    monkeypatch.setattr(prepared, "_append", append_then_die)
+    monkeypatch.setattr(prepare, "_append", append_then_die)
     out = tmp_path / "p"
     with pytest.raises(KeyboardInterrupt):
         prepare_corpus(["the-verdict"], out, tokenizer, progress_bar=False, **small_pieces)
@@ -219,7 +214,7 @@ def test_an_interrupted_prepare_continues_to_the_same_shards(tmp_path, tokenizer
     with pytest.raises(ValueError, match="interrupted.*run the same"):
         PreparedCorpus(out, tokenizer)
     (out / ".train-000002.bin.tmp").write_bytes(b"\x01\x02")  # debris of a SIGKILL while writing
-    monkeypatch.setattr(prepared, "_append", append)
+    monkeypatch.setattr(prepare, "_append", append)
     resumed = prepare_corpus(["the-verdict"], out, tokenizer, progress_bar=False, **small_pieces)
     assert shards(resumed) == shards(reference) and resumed["complete"]
     for split in ("train", "validation"):
@@ -236,7 +231,7 @@ def test_disk_full_keeps_nothing_half_written(tmp_path, tokenizer, small_pieces,
             raise OSError(errno.ENOSPC, "No space left on device")
         f.write(ids.tobytes())
 
-    monkeypatch.setattr(prepared, "_append", full_disk)
+    monkeypatch.setattr(prepare, "_append", full_disk)
     out = tmp_path / "p"
     with pytest.raises(OSError, match="disk full while writing .*train-000001.bin.*1 complete shards"):
         prepare_corpus(["the-verdict"], out, tokenizer, progress_bar=False, **small_pieces)
@@ -360,8 +355,8 @@ def test_sigkill_during_prepare_then_the_same_command_finishes_it(tmp_path):
         [*command, "--output-dir", str(tmp_path / "ref")], env=env, check=True, capture_output=True
     )
     slow = (
-        "import sys, time; from gpt_scratch.data import prepared; append = prepared._append; "
-        "prepared._append = lambda f, ids: (time.sleep(0.3), append(f, ids)); "
+        "import sys, time; from gpt_scratch.data import prepare; append = prepare._append; "
+        "prepare._append = lambda f, ids: (time.sleep(0.3), append(f, ids)); "
         "from gpt_scratch.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     out = tmp_path / "killed"

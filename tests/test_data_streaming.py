@@ -6,7 +6,8 @@ import pytest
 import tiktoken
 from datasets import Dataset
 
-from gpt_scratch.data.prepared import PreparedCorpus, load_source_dataset, prepare_corpus
+from gpt_scratch.data.prepare import load_source_dataset, prepare_corpus
+from gpt_scratch.data.prepared import PreparedCorpus
 from gpt_scratch.data.streaming import StreamingWindows
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 

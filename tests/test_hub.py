@@ -10,7 +10,7 @@ import torch
 from huggingface_hub import HfApi, ModelCard, metadata_load
 from transformers import pipeline
 
-from gpt_scratch.hub.card import write_model_card
+from gpt_scratch.hub import write_card as write_model_card
 from gpt_scratch.hub.push import InvalidFolderError, PushError, plan_upload, push_folder, validate_folder
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer

@@ -202,13 +202,14 @@ def _ddp_flags(config: Path, batch_size: int) -> list[str]:
 
 
 def test_two_processes_torchrun_match_one_process(tmp_path):
+    """`torchrun --nproc_per_node 2 scripts/pretrain.py` (test_run_safety runs `torchrun ... -m gpt_scratch`)."""
     config = write_tiny_config(tmp_path, drop_rate=0.0)  # dropout masks would differ between the layouts
     one = tmp_path / "one"
     run_cli("-m", "gpt_scratch", "pretrain", *_ddp_flags(config, 4), "--output-dir", str(one))
     two = tmp_path / "two"
     torchrun = [
         "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-        "-m", "gpt_scratch", "pretrain", *_ddp_flags(config, 2), "--output-dir", str(two),
+        "scripts/pretrain.py", *_ddp_flags(config, 2), "--output-dir", str(two),  # the script form; -m: below
     ]  # fmt: skip
     run_cli(*torchrun)
     assert_same_weights(weights(one), weights(two), atol=1e-5)
@@ -226,7 +227,7 @@ def test_two_processes_accelerate_launch_match_one_process(tmp_path):
     launch = [
         "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518",
-        "-m", "gpt_scratch", "pretrain", *_ddp_flags(config, 2), "--output-dir", str(two),
+        "scripts/pretrain.py", *_ddp_flags(config, 2), "--output-dir", str(two),  # the README's recipe
     ]  # fmt: skip
     result = run_cli(*launch)
     assert_same_weights(weights(one), weights(two), atol=1e-5)

@@ -10,9 +10,10 @@ import pytest
 from accelerate.state import AcceleratorState
 from test_pretrain import assert_same_weights, env, run_cli, weights, write_tiny_config
 
-from gpt_scratch import training as training_module
-from gpt_scratch.data.prepared import PreparedCorpus, RandomWindows, prepare_corpus
+from gpt_scratch.data.prepare import prepare_corpus
+from gpt_scratch.data.prepared import PreparedCorpus, RandomWindows
 from gpt_scratch.training import TrainingConfig
+from gpt_scratch.training import loop as training_module
 from gpt_scratch.workflows.pretrain import PretrainOptions, pretrain
 
 from conftest import PROJECT_ROOT

@@ -15,14 +15,15 @@ from accelerate.utils import set_seed
 from datasets import Dataset
 from test_pretrain import assert_same_weights, env, run_cli, weights, write_tiny_config
 
-from gpt_scratch import training as training_module
-from gpt_scratch.checkpointing import stream_state_file
 from gpt_scratch.cli import main
-from gpt_scratch.data.prepared import PreparedCorpus, load_source_dataset, prepare_corpus
+from gpt_scratch.data.prepare import load_source_dataset, prepare_corpus
+from gpt_scratch.data.prepared import PreparedCorpus
 from gpt_scratch.data.streaming import StreamingWindows, text_in_validation
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 from gpt_scratch.training import CausalLMTask, TrainingConfig, train
+from gpt_scratch.training import loop as training_module
+from gpt_scratch.training.checkpointing import stream_state_file
 from gpt_scratch.workflows.pretrain import PretrainOptions, pretrain
 
 from conftest import PROJECT_ROOT

@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file
 from test_training import TINY, windows
 
-from gpt_scratch import training as training_module
-from gpt_scratch.checkpointing import LOCK_FILE
 from gpt_scratch.cli import main
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.training import CausalLMTask, TrainingConfig, train
+from gpt_scratch.training import loop as training_module
+from gpt_scratch.training.checkpointing import LOCK_FILE
 
 from conftest import TINY_CONFIG, tiny_config
 

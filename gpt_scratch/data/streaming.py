@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from gpt_scratch.data.prepared import Encoder
+from gpt_scratch.data.prepare import Encoder
 
 SPLIT_SEED = 2357  # `gpt-scratch prepare`'s default --seed
 

@@ -31,6 +31,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from gpt_scratch import hub
+from hub_card import check_card
+
 # Never uploaded: intermediate checkpoints (optimizer state, often pickled) and Python caches.
 IGNORE_PATTERNS = ["checkpoints", "checkpoints/*", "*/__pycache__/*", "__pycache__/*", "*.pyc", ".DS_Store"]
 # Uploaded: what a Hub user loads (config, weights, remote code, tokenizer, card) ...
@@ -256,7 +259,7 @@ def validate_folder(
                 f"vocab.json has {len(vocab)} tokens, more than config.json vocab_size {config['vocab_size']}"
             )
 
-    _check_card(folder / "README.md", problems)
+    problems += check_card(folder / "README.md")
     plan = plan_upload(folder, include, exclude)
     problems += [f"{name} is a pickle file (unsafe to load): save weights as safetensors, or --exclude '{name}'"
                  for name in plan.files + plan.not_needed if name.endswith(PICKLE_SUFFIXES)]  # fmt: skip
@@ -268,25 +271,6 @@ def validate_folder(
     problems += [f"{name} links to {target}, outside the folder, and is never uploaded: copy the file in instead"
                  for name, target in plan.outside.items() if _known(name, MODEL_FILES)]  # fmt: skip
     return problems
-
-
-def _check_card(readme: Path, problems: list[str]) -> None:
-    from huggingface_hub import ModelCard
-
-    if not readme.is_file():
-        problems.append(
-            "README.md (model card) is missing: push with --write-card, or hub_card.write_model_card"
-        )
-        return
-    try:
-        card = ModelCard.load(readme)
-    except Exception as error:  # yaml errors, bad model-index: the Hub would reject the card
-        problems.append(f"README.md metadata cannot be parsed: {error}")
-        return
-    if not card.data.to_dict():
-        problems.append("README.md has no metadata header (--- yaml ---)")
-    elif card.data.library_name != "transformers":
-        problems.append(f"README.md library_name is {card.data.library_name!r}, expected 'transformers'")
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -370,9 +354,7 @@ def push_folder(
     check_repo_id(repo_id)
     folder = Path(folder)
     if write_card and (folder / "config.json").is_file():
-        from gpt_scratch.hub.card import write_model_card
-
-        write_model_card(folder, repo_id=repo_id)
+        hub.write_card(folder, repo_id=repo_id)
     problems = validate_folder(folder, include, exclude)
     if problems:
         raise InvalidFolderError(folder, problems)

@@ -33,12 +33,8 @@ from accelerate.utils import set_seed
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
 from gpt_scratch.convert import LoadedModel, add_model_source_arguments
 from gpt_scratch.data.describe import describe_data
-from gpt_scratch.data.prepared import (
-    PreparedCorpus,
-    is_prepared_folder,
-    load_source_dataset,
-    max_steps_for_tokens,
-)
+from gpt_scratch.data.prepare import load_source_dataset
+from gpt_scratch.data.prepared import PreparedCorpus, is_prepared_folder, max_steps_for_tokens
 from gpt_scratch.data.pretraining import Source, build_pretraining_datasets
 from gpt_scratch.data.streaming import StreamingWindows
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM

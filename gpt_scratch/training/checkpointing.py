@@ -19,6 +19,7 @@ checkpoint that reads back whole (an unreadable one is named; the previous one i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import random
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +40,8 @@ from safetensors import safe_open
 from safetensors.torch import load_model, save_file, save_model
 
 if TYPE_CHECKING:
-    from gpt_scratch.training import Run, TrainingConfig
+    from gpt_scratch.training.config import TrainingConfig
+    from gpt_scratch.training.loop import Run
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,31 @@ NOT_COMPARED = {
     "resume", "overwrite", "transformers_version", "_name_or_path", "architectures", "output_attentions",
     "output_hidden_states", "return_dict", "use_cache",
 }  # fmt: skip
+# Arguments added since earlier checkpoints were written, with the value every earlier run had
+ADDED_ARGUMENTS = {"model_config.gelu_approximate": "tanh", "resume_optimizer": False}
+
+
+@dataclass
+class TrainState:
+    """Where a run stands, written as JSON into every checkpoint (transformers' `TrainerState` is the model)."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # epochs completed
+    batches_in_epoch: int = 0  # batches of the current epoch already trained on (skipped when resuming)
+    tokens_seen: int = 0  # over every process
+    wall_time_s: float = 0.0  # time spent training, over every resumed part of the run
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per evaluation
+    # batch_order "book": torch's global generator (base64 of its state) at the start of the current epoch (its
+    # train-loader iterator drew that epoch's shuffle from there). The generators at the checkpoint itself are in
+    # the checkpoint's random-state files (checkpointing), as in every order.
+    epoch_rng_state: str | None = None
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> TrainState:
+        return cls(**json.loads(path.read_text()))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -377,6 +405,7 @@ def check_resumable(
     """The changes between a checkpoint's arguments and the resuming run's that may change ({name: [old, new]});
     an error listing each change that would make the run another one (learning rate, batch, data, model...)."""
     before, after = _flat(old), _flat(new)
+    before |= {k: v for k, v in ADDED_ARGUMENTS.items() if k not in before and k in after}
     changed = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
                if before.get(k) != after.get(k)}  # fmt: skip
     allowed = MAY_CHANGE_ON_RESUME | (RUN_LENGTH if config.lr_schedule == "constant" else set())

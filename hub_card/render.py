@@ -1,30 +1,25 @@
-"""The model card (README.md) of a saved folder, filled from the run itself.
+"""The model card (README.md) of a saved folder, rendered from the model's config and its run's summary.
 
 ``write_model_card(folder)`` reads ``config.json`` and, when the folder came from a training run,
-``training_summary.json``; it builds the Hub metadata as a ``huggingface_hub.ModelCardData`` (license, tags,
-datasets, base model, ``model-index`` results) and renders ``model_card_template.md`` with
-``ModelCard.from_template``. A folder saved by hand (no summary) gets a card with what ``config.json`` says.
+``training_summary.json`` (or takes ``summary`` as a dict); it builds the Hub metadata (``metadata.build_card_data``)
+and renders ``model_card_template.md`` with ``ModelCard.from_template``. A folder saved by hand (no summary) gets a
+card with what ``config.json`` says. The corpora's public addresses come in as data (``dataset_urls``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import ModelCard
+
+from hub_card.metadata import build_card_data, pipeline_tag
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 SUMMARY_FILE = "training_summary.json"
-CLASSIFIER_ARCHITECTURE = "GPTScratchForSequenceClassification"
-
-# Metric keys of training_summary.json: "<split>_<metric>", or a bare metric name.
-SPLITS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
-# The training loop's bare "perplexity" is exp(val_loss).
-BARE_METRIC_SPLITS = {"perplexity": "validation"}
 # Run settings that describe the machine, not the training (a local path must not reach a public card).
 HIDDEN_HYPERPARAMETERS = {"output_dir", "resume", "progress_bar", "log_with", "num_workers"}
 ALPACA_PROMPT = (
@@ -56,80 +51,10 @@ def count_parameters(weights: Path) -> int | None:
     return sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
 
 
-def pipeline_tag(config: dict[str, Any]) -> str:
-    return (
-        "text-classification"
-        if CLASSIFIER_ARCHITECTURE in (config.get("architectures") or [])
-        else "text-generation"
-    )
-
-
-def is_hub_id(name: str) -> bool:
-    """Whether ``name`` looks like a Hub repository id (``gpt2``, ``owner/name``) rather than a local path."""
-    looks_like_id = re.fullmatch(r"\w[\w.-]*(/\w[\w.-]*)?", name) and not name.endswith((".", "-"))
-    return bool(looks_like_id) and not Path(name).expanduser().exists()
-
-
-def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str | None, str, float]]:
-    """(key, split, metric type, value) for every finite number in ``metrics``, in the summary's order."""
-    rows = []
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            continue
-        prefix, _, rest = key.partition("_")
-        split, metric = (
-            (SPLITS[prefix], rest) if prefix in SPLITS and rest else (BARE_METRIC_SPLITS.get(key), key)
-        )
-        rows.append((key, split, metric, value))  # metric type: loss, accuracy, f1, perplexity, ...
-    return rows
-
-
-def dataset_source(name: str) -> str:
-    """The public address of a corpus gpt_scratch knows by name, else an empty cell."""
-    try:
-        from gpt_scratch.data.corpora import CORPORA
-    except ImportError:
-        return ""
-    corpus = CORPORA.get(name)
-    return f"[{corpus.url.rsplit('/', 1)[-1]}]({corpus.url})" if corpus else ""
-
-
-def build_card_data(
-    config: dict[str, Any],
-    summary: dict[str, Any] | None,
-    model_name: str,
-    license: str = "apache-2.0",
-) -> ModelCardData:
-    """The card's YAML metadata as ``ModelCardData``; ``model-index`` results for every numeric final metric."""
-    summary = summary or {}
-    tag = pipeline_tag(config)
-    tags = ["gpt_scratch", "gpt2", "llms-from-scratch", "custom_code", tag]
-    if summary.get("task") == "instruction":
-        tags.append("instruction-tuned")
-    datasets = [d["name"] for d in summary.get("datasets") or [] if d.get("name")]
-    base_model = summary.get("base_model")
-    eval_results = [
-        EvalResult(
-            task_type=tag,
-            dataset_type=datasets[0] if datasets else "unknown",
-            dataset_name=datasets[0] if datasets else "unknown",
-            dataset_split=split,
-            metric_type=metric_type,
-            metric_name=key,
-            metric_value=value,
-        )
-        for key, split, metric_type, value in metric_rows(summary.get("metrics") or {})
-    ]
-    return ModelCardData(
-        library_name="transformers",
-        pipeline_tag=tag,
-        license=license,
-        tags=tags,
-        datasets=datasets or None,
-        base_model=base_model if isinstance(base_model, str) and is_hub_id(base_model) else None,
-        model_name=model_name,
-        eval_results=eval_results or None,
-    )
+def dataset_source(name: str, dataset_urls: dict[str, str] | None) -> str:
+    """The public address of a corpus known by name (``dataset_urls``: name -> URL), else an empty cell."""
+    url = (dataset_urls or {}).get(name)
+    return f"[{url.rsplit('/', 1)[-1]}]({url})" if url else ""
 
 
 def architecture_rows(config: dict[str, Any], parameters: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -218,12 +143,20 @@ def render_model_card(
     license: str = "apache-2.0",
     model_name: str | None = None,
     repo_id: str | None = None,
+    *,
+    summary: dict[str, Any] | None = None,
+    dataset_urls: dict[str, str] | None = None,
 ) -> ModelCard:
-    """The card of ``folder`` (which must hold ``config.json``) as a ``huggingface_hub.ModelCard``."""
+    """The card of ``folder`` (which must hold ``config.json``) as a ``huggingface_hub.ModelCard``.
+
+    ``summary``: the run's summary (default: the folder's training_summary.json, if any); ``dataset_urls``: the
+    public address of each data set the summary names, shown in the card's data table.
+    """
     folder = Path(folder)
     config = read_json(folder / "config.json")
     summary_path = folder / SUMMARY_FILE
-    summary = read_json(summary_path) if summary_path.exists() else {}
+    if summary is None:
+        summary = read_json(summary_path) if summary_path.exists() else {}
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else folder.resolve().name)
     parameters = summary.get("parameters") or {}
     if not isinstance(parameters.get("total"), int):
@@ -259,7 +192,7 @@ def render_model_card(
                 "name": d.get("name") or "?",
                 "file": d.get("file") or "-",
                 "sha256": d.get("sha256") or "not recorded",
-                "source": dataset_source(d.get("name") or ""),
+                "source": dataset_source(d.get("name") or "", dataset_urls),
             }
             for d in summary.get("datasets") or []
         ],  # fmt: skip
@@ -279,6 +212,9 @@ def write_model_card(
     license: str = "apache-2.0",
     model_name: str | None = None,
     repo_id: str | None = None,
+    *,
+    summary: dict[str, Any] | None = None,
+    dataset_urls: dict[str, str] | None = None,
 ) -> Path:
     """Render the card of ``folder`` and write it as ``folder/README.md``; returns that path.
 
@@ -288,10 +224,10 @@ def write_model_card(
         license: the Hub license identifier of the weights.
         model_name: the card's title and ``model-index`` name; defaults to the repo name or the folder name.
         repo_id: the Hub id to show in the how-to-load code; defaults to ``model_name``.
+        summary: the run's summary as a dict; defaults to the folder's ``training_summary.json``.
+        dataset_urls: data set name -> public address, for the card's data table.
     """
     path = Path(folder) / "README.md"
-    render_model_card(folder, license=license, model_name=model_name, repo_id=repo_id).save(path)
+    card = render_model_card(folder, license, model_name, repo_id, summary=summary, dataset_urls=dataset_urls)
+    card.save(path)
     return path
-
-
-__all__ = ["build_card_data", "render_model_card", "write_model_card"]

@@ -1,6 +1,6 @@
 """GPU speed of gpt_scratch against transformers' GPT2LMHeadModel and the book's GPTModel, same weights, same inputs.
 
-    python benchmarks/gpu_benchmark.py --json gpu.json            # gpt2-small (124M) on cuda:0, a few minutes
+    python scripts/benchmarks/gpu_benchmark.py --json gpu.json            # gpt2-small (124M) on cuda:0, a few minutes
 
 Training steps (forward + backward + AdamW) in fp32 (TF32 off and on), bf16 autocast, and bf16 autocast with
 ``torch.compile``; our attention through SDPA (flash on bf16) and the book's masked softmax ("eager"); batch-1

@@ -11,7 +11,7 @@ compute the loss of a batch:
 
 `train` evaluates train and validation loss (and the task's metrics) every `eval_freq` optimizer steps over
 `eval_iter` batches, as the book's `evaluate_model`; prints a sample after each epoch; logs to `metrics.jsonl`,
-`metrics.csv` and accelerate's trackers; checkpoints atomically (`gpt_scratch.checkpointing`: no pickle, a locked
+`metrics.csv` and accelerate's trackers; checkpoints atomically (`checkpointing`: no pickle, a locked
 run folder, a resume that continues the same run or is refused); and at the end writes into `output_dir` the
 model and tokenizer (`save_pretrained`), `loss.png` and `training_summary.json` (see `TrainResult.summary`).
 
@@ -33,11 +33,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
-import csv
 import dataclasses
-import itertools
-import json
 import math
 import os
 import shutil
@@ -48,267 +44,33 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
-from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, send_to_device, set_seed
+from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from gpt_scratch.checkpointing import (  # noqa: F401  (latest_checkpoint: the loop's API too)
+from gpt_scratch.hardware import warn_if_slow_bf16
+from gpt_scratch.training.checkpointing import (
     CHECKPOINTS_DIR,
     TRAINER_STATE,
+    TrainState,
     claim_run_folder,
-    latest_checkpoint,
     load_checkpoint,
     release_run_folder,
     save_checkpoint,
 )
-from gpt_scratch.generation.book import generate_text_simple, text_to_token_ids, token_ids_to_text
-from gpt_scratch.generation.fast_generate import generate_fast
-from gpt_scratch.hardware import warn_if_slow_bf16
-from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM
-from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
-from gpt_scratch.plotting import plot_losses, plot_values
-
-SUMMARY_FILE = "training_summary.json"
-
-
-@dataclass
-class TrainingConfig:
-    """Every knob of the loop. Defaults are the book's chapter 5 run (batch 2, AdamW lr 4e-4, weight decay 0.1)."""
-
-    output_dir: str = option("runs/train", "run folder: model, tokenizer, logs, plots, checkpoints")
-    num_epochs: int = option(10, "passes over the training set", aliases=["--epochs"])
-    max_steps: int | None = option(None, "stop after this many optimizer steps, whatever --num-epochs says")
-    batch_size: int = option(2, "examples per batch and process")
-    eval_batch_size: int | None = option(None, "examples per evaluation batch ('none': --batch-size)")
-    learning_rate: float = option(4e-4, "AdamW learning rate (the peak when warming up)", aliases=["--lr"])
-    weight_decay: float = option(0.1, "AdamW weight decay")
-    adam_beta1: float = option(0.9, "AdamW beta1")
-    adam_beta2: float = option(0.999, "AdamW beta2")
-    lr_schedule: str = option(
-        "constant",
-        "'constant' or 'cosine' (cosine decay to --min-lr after the warmup, appendix D)",
-        choices=["constant", "cosine"],
-    )
-    warmup_steps: int = option(0, "linear learning-rate warmup from --initial-lr over this many steps")
-    warmup_ratio: float | None = option(
-        None, "warmup over this share of the run's optimizer steps instead (appendix D: 0.2)"
-    )
-    initial_lr: float = option(0.0, "the learning rate the warmup starts from (appendix D: 1e-5)")
-    min_lr: float = option(0.0, "the learning rate the cosine schedule ends at (appendix D: 1e-5)")
-    gradient_accumulation_steps: int = option(1, "batches per optimizer step")
-    max_grad_norm: float | None = option(
-        None, "clip the gradient norm to this once the warmup is over (appendix D: 1.0; 'none': no clipping)"
-    )
-    eval_freq: int = option(
-        5, "evaluate after the first optimizer step and every this many steps after (as the book)"
-    )
-    eval_iter: int | None = option(5, "batches per evaluation ('none': the whole loaders)")
-    final_eval_iter: int | None = option(None, "batches for the final metrics in the summary ('none': all)")
-    seed: int = option(123, "random seed (model initialisation, shuffling, dropout)")
-    batch_order: str = option(
-        "book",
-        "'book': the book's loaders, one process: shuffles and dropout drawn from torch's global generator in "
-        "the book's order (the train loss is evaluated on the shuffled train loader, as the book's evaluate_model) "
-        "-- the book's exact batches and masks; 'seedable': accelerate's seedable sampler, any number of processes "
-        "(several processes always use it), the train loss on the first unshuffled batches",
-        choices=["book", "seedable"],
-    )
-    mixed_precision: str = option(
-        "no", "'no', 'bf16' or 'fp16' (fp16 needs a GPU)", choices=["no", "bf16", "fp16"]
-    )
-    shuffle: bool = option(True, "shuffle the training set each epoch (seeded: resumable)")
-    drop_last: bool = option(True, "drop the last incomplete training batch (the book's train_loader)")
-    num_workers: int = option(0, "data loader worker processes")
-    checkpoint_every: int | None = option(
-        None, "save a resumable checkpoint every this many optimizer steps (one is always made at the end)"
-    )
-    resume: bool = option(False, "continue the run in OUTPUT_DIR from its newest readable checkpoint")
-    overwrite: bool = option(False, "replace the run OUTPUT_DIR holds (without it, such a folder is refused)")
-    log_with: str | None = option(None, "accelerate tracker, e.g. tensorboard or wandb")
-    progress_bar: bool = option(True, "show a tqdm progress bar")
-
-    def __post_init__(self) -> None:
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(
-                f"TrainingConfig.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
-            )
-        if self.batch_order not in ("book", "seedable"):
-            raise ValueError(
-                f"TrainingConfig.batch_order must be 'book' or 'seedable', got {self.batch_order!r}"
-            )
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(
-                f"TrainingConfig.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}"
-            )
-        for name in ("num_epochs", "batch_size", "gradient_accumulation_steps", "eval_freq"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainingConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_ratio is not None and not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(
-                f"TrainingConfig.warmup_ratio must be in [0, 1) or None, not {self.warmup_ratio}"
-            )
-        for name in ("max_steps", "eval_iter", "final_eval_iter", "checkpoint_every", "eval_batch_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"TrainingConfig.{name} must be >= 1 or None, got {value}")
-        if self.resume and self.overwrite:
-            raise ValueError(
-                "TrainingConfig: resume (--resume) and overwrite (--overwrite) exclude each other"
-            )
-
-
-# The book's runs, each written once. Chapter 5's are TrainingConfig's defaults; the workflows start from these.
-BOOK_RUNS: dict[str, TrainingConfig] = {
-    "chapter-5": TrainingConfig(),  # pretraining: 10 epochs, batch 2, lr 4e-4
-    "appendix-d": TrainingConfig(  # chapter 5's pretraining with appendix D's schedule, as its notebook runs it
-        num_epochs=15,
-        learning_rate=1e-3,  # the peak (the book's text printed 5e-4 by mistake, its notebook says)
-        lr_schedule="cosine",
-        warmup_ratio=0.2,
-        initial_lr=1e-5,
-        min_lr=1e-5,
-        max_grad_norm=1.0,
-        eval_iter=1,
-    ),
-    "chapter-6": TrainingConfig(  # classification fine-tuning
-        batch_order="seedable",
-        num_epochs=5,
-        batch_size=8,
-        learning_rate=5e-5,
-        weight_decay=0.1,
-        eval_freq=50,
-    ),
-    "chapter-7": TrainingConfig(  # instruction fine-tuning
-        output_dir="runs/instruct",
-        batch_order="seedable",
-        num_epochs=2,
-        batch_size=8,
-        learning_rate=5e-5,
-        weight_decay=0.1,
-        eval_freq=5,
-    ),
-}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Tasks: what a batch's loss (and metrics, and a sample) is
-
-
-class Task:
-    """How the loop turns a batch into a loss. Subclass it and override what your workflow needs.
-
-    - `loss(model, batch)`: a scalar tensor to minimise (required).
-    - `metrics(model, batch)`: `{name: (numerator, denominator)}`; the loop sums both over batches and processes
-      and reports numerator / denominator (accuracy: (correct, examples)). Called with the model in eval mode.
-    - `sample(model, tokenizer)`: text printed after each epoch (the model is unwrapped and in eval mode).
-    - `num_tokens(batch)`: the tokens a batch feeds the model, for "tokens seen".
-    - `derived_metrics(metrics)`: extra final metrics computed from the others (e.g. perplexity).
-    """
-
-    name: str = "task"
-
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise NotImplementedError
-
-    def metrics(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, tuple[Any, Any]]:
-        return {}
-
-    def sample(self, model: torch.nn.Module, tokenizer: Any) -> str | None:
-        return None
-
-    def num_tokens(self, batch: dict[str, torch.Tensor]) -> int:
-        return int(batch["input_ids"].numel())
-
-    def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        return {}
-
-
-class CausalLMTask(Task):
-    """Next-token prediction on batches of {input_ids, target_ids} with pre-shifted targets (ch. 5 and 7).
-
-    The loss is the book's `calc_loss_batch`: cross-entropy of `model(input_ids).logits` against `target_ids`,
-    positions with -100 ignored. The sample is the book's `generate_and_print_sample`: greedy decoding of
-    `max_new_tokens` tokens after `start_context` (a prompt formatted by the workflow, for instructions), with a
-    KV cache where the context allows (the book re-runs the whole context for each token: the same tokens).
-    """
-
-    def __init__(
-        self,
-        start_context: str | None = "Every effort moves you",
-        max_new_tokens: int = 50,
-        name: str = "pretraining",
-    ):
-        self.start_context = start_context
-        self.max_new_tokens = max_new_tokens
-        self.name = name
-
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = model(input_ids=batch["input_ids"]).logits  # (B, T, vocab)
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch["target_ids"].flatten(), ignore_index=-100)
-
-    def sample(self, model: torch.nn.Module, tokenizer: Any) -> str | None:
-        if tokenizer is None or not self.start_context:
-            return None
-        device = next(model.parameters()).device
-        idx = text_to_token_ids(self.start_context, tokenizer).to(device)
-        context_length = model.config.context_length
-        if isinstance(model, GPTScratchForCausalLM) and idx.shape[1] + self.max_new_tokens <= context_length:
-            out = generate_fast(model, idx, self.max_new_tokens)  # the same greedy tokens, with a KV cache
-        else:
-            out = generate_text_simple(model, idx, self.max_new_tokens, context_size=context_length)
-        return token_ids_to_text(out, tokenizer).replace("\n", " ")  # compact print format, as the book
-
-    def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        return {"perplexity": math.exp(min(metrics["val_loss"], 50.0))} if "val_loss" in metrics else {}
-
-
-class ClassificationTask(Task):
-    """Sequence classification on batches of {input_ids, attention_mask?, labels} (ch. 6).
-
-    The loss is the classifier's own (`model(..., labels=labels).loss`, cross-entropy of the last real token's
-    logits); the metric is accuracy from the argmax of those logits, as the book's `calc_accuracy_loader`.
-    """
-
-    name = "classification"
-
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(
-            input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), labels=batch["labels"]
-        ).loss
-
-    def metrics(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, tuple[Any, Any]]:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-        correct = (logits.argmax(dim=-1) == batch["labels"]).sum()
-        return {"accuracy": (correct, batch["labels"].numel())}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# State and result
-
-
-@dataclass
-class TrainState:
-    """Where a run stands, written as JSON into every checkpoint (transformers' `TrainerState` is the model)."""
-
-    step: int = 0  # optimizer steps taken
-    epoch: int = 0  # epochs completed
-    batches_in_epoch: int = 0  # batches of the current epoch already trained on (skipped when resuming)
-    tokens_seen: int = 0  # over every process
-    wall_time_s: float = 0.0  # time spent training, over every resumed part of the run
-    history: list[dict[str, Any]] = field(default_factory=list)  # one record per evaluation
-    # batch_order "book": torch's global generator (base64 of its state) at the start of the current epoch (its
-    # train-loader iterator drew that epoch's shuffle from there). The generators at the checkpoint itself are in
-    # the checkpoint's random-state files (checkpointing), as in every order.
-    epoch_rng_state: str | None = None
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
-
-    @classmethod
-    def load(cls, path: Path) -> TrainState:
-        return cls(**json.loads(path.read_text()))
+from gpt_scratch.training.config import TrainingConfig
+from gpt_scratch.training.loaders import StreamLoader, _loaders, _on_device, _stream_loaders, _torch_format
+from gpt_scratch.training.summary import (
+    SUMMARY_FILE,
+    _flat_scalars,
+    _format_record,
+    _plot_history,
+    _summary,
+    _write_metric_logs,
+    write_summary,
+)
+from gpt_scratch.training.tasks import Task
 
 
 @dataclass
@@ -529,36 +291,6 @@ def _prepare(accelerator, model, train_dataset, val_dataset, config, test_datase
     )  # fmt: skip
 
 
-def _loaders(model, optimizer, train_dataset, val_dataset, test_dataset, config, make_loader, accelerator):
-    """The map-style datasets' loaders, prepared by accelerate (each process gets its share of the indices)."""
-    eval_batch_size = config.eval_batch_size or config.batch_size
-    train_loader = make_loader(
-        train_dataset, config.batch_size, shuffle=config.shuffle, drop_last=config.drop_last
-    )
-    if len(train_loader) == 0:
-        raise ValueError(
-            f"The training set ({len(train_dataset)} examples) makes no batch of {config.batch_size}"
-            + (" with drop_last=True" if config.drop_last else "")
-        )
-    # "seedable": the train loss is evaluated on the first eval_iter batches of an unshuffled loader (the same
-    # batches every time, no draw from the training loader's random state). "book": on the shuffled train loader.
-    book_order = config.batch_order == "book"
-    if book_order and eval_batch_size == config.batch_size:
-        train_eval_loader = train_loader
-    else:
-        first = train_dataset if book_order else _first_epoch(train_dataset)
-        train_eval_loader = make_loader(first, eval_batch_size, shuffle=book_order)
-    val_loader = make_loader(val_dataset, eval_batch_size, shuffle=False) if val_dataset else None
-    test_loader = make_loader(test_dataset, eval_batch_size, shuffle=False) if test_dataset else None
-
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if not book_order:  # "book" keeps plain DataLoaders: accelerate's wrappers would change the draws
-        train_loader, train_eval_loader = accelerator.prepare(train_loader, train_eval_loader)
-        val_loader = accelerator.prepare(val_loader) if val_loader is not None else None
-        test_loader = accelerator.prepare(test_loader) if test_loader is not None else None
-    return model, optimizer, train_loader, train_eval_loader, val_loader, test_loader
-
-
 def fit(run: Run, task: Task, tokenizer: Any = None) -> None:
     """The book's `train_model_simple`: for each epoch, for each batch, the loss, backward and an optimizer step;
     every `eval_freq` steps the book's `evaluate_model`; after each epoch a sample. On accelerate: gradient
@@ -728,13 +460,6 @@ def _decode_rng_state(text: str | None) -> torch.Tensor:
     return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
 
 
-def _on_device(batch: Any, device: torch.device) -> Any:
-    """A batch of tensors on `device` (accelerate's prepared loaders place them already; "book" loaders not)."""
-    if isinstance(batch, dict):
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    return batch
-
-
 def _log_evaluation(run: Run, task: Task, clock: _Clock) -> dict[str, Any]:
     """Evaluate, append the record to the history, metrics.jsonl/.csv and the trackers; return it."""
     state = run.state
@@ -842,198 +567,6 @@ def evaluate(
     return results
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Streams: a training set with no length (StreamingWindows), read by each process for itself
-
-
-class StreamLoader:
-    """The batches of a stream on this process's device, pass after pass without end: `max_steps` ends the run.
-
-    A stream reads only this process's share itself (`StreamingWindows` splits it with `split_dataset_by_node`), so
-    it is not given to `accelerator.prepare`: for an IterableDataset accelerate either reads the whole stream in
-    every process and keeps every num_processes-th batch (`IterableDatasetShard`) or reads it all in the main
-    process and sends the batches out (`dispatch_batches`, its default for one). Every process gets a batch at
-    every step (a stream that runs out starts its next pass), so all of them reach `max_steps` together. Batches
-    are made in this process (no workers) and not fetched ahead, so `state_dict()` stands exactly after the last
-    batch; it is saved as JSON in every checkpoint, one file per process.
-    """
-
-    def __init__(
-        self, dataset: Any, batch_size: int, collate_fn: Callable | None, drop_last: bool, device: Any
-    ):
-        for method in ("state_dict", "load_state_dict"):
-            if not callable(getattr(dataset, method, None)):
-                raise TypeError(
-                    f"a training stream needs {method}() to be resumable; {type(dataset).__name__} has none"
-                )
-        self.dataset, self.device, self.batch_size = dataset, device, batch_size
-        # its own generator: a new iterator (each pass) draws a seed, and a draw from torch's RNG moves dropout
-        generator = torch.Generator().manual_seed(0)
-        self.loader = DataLoader(
-            dataset, batch_size, collate_fn=collate_fn, drop_last=drop_last, generator=generator
-        )
-        self.batches = 0  # taken by the loop, over every pass
-
-    def __iter__(self) -> Iterator[Any]:
-        empty_passes = 0
-        while empty_passes < 2:  # a resumed pass may have no batch left; two empty passes: an empty stream
-            empty_passes += 1
-            for batch in self.loader:
-                empty_passes = 0
-                self.batches += 1
-                yield send_to_device(batch, self.device)
-        raise ValueError(
-            f"The training stream of process {PartialState().process_index} makes no batch of {self.batch_size}"
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Saved as JSON in every checkpoint, one file per process (checkpointing.save_checkpoint)."""
-        return {"batches": self.batches, "stream": self.dataset.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.batches = state["batches"]
-        self.dataset.load_state_dict(state["stream"])
-
-
-def _stream_loaders(train_dataset, val_dataset, test_dataset, config, collate_fn, accelerator):
-    """The training stream's loader, whose state each process saves with (and loads from) every checkpoint, and
-    the evaluation batches: the first max(eval_iter, final_eval_iter) batches of the training stream (read once,
-    then the stream is put back at its start) and of the validation stream, the same at every evaluation."""
-    if config.max_steps is None:
-        raise ValueError("A training stream has no length: give max_steps (--max-steps or --max-tokens)")
-    if config.eval_iter is None:
-        raise ValueError("With a training stream, eval_iter must be a number of batches, not None (all)")
-    if test_dataset is not None:
-        raise ValueError("A test set is not supported with a training stream")
-    if config.num_workers:
-        raise ValueError(
-            "A training stream is read in the training process (num_workers=0), where its state is exact: "
-            f"num_workers={config.num_workers} is not supported"
-        )
-    train_loader = StreamLoader(
-        train_dataset, config.batch_size, collate_fn, config.drop_last, accelerator.device
-    )
-    num_batches = max(config.eval_iter, config.final_eval_iter or 0)
-    eval_batch_size = config.eval_batch_size or config.batch_size
-
-    def first_batches(dataset: Any) -> list[Any]:
-        start = dataset.state_dict() if hasattr(dataset, "state_dict") else None
-        windows = list(itertools.islice(iter(dataset), num_batches * eval_batch_size))
-        if start is not None:
-            dataset.load_state_dict(start)
-        loader = DataLoader(windows, eval_batch_size, collate_fn=collate_fn, generator=torch.Generator())
-        return [send_to_device(batch, accelerator.device) for batch in loader]
-
-    val_loader = first_batches(val_dataset) if val_dataset is not None else None
-    return train_loader, first_batches(train_dataset), val_loader
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Logs, plots, summary
-
-
-def write_summary(output_dir: str | os.PathLike, summary: dict[str, Any]) -> Path:
-    """Write training_summary.json, then the model card when the `hub_card` package offers `write_model_card`."""
-    path = Path(output_dir) / SUMMARY_FILE
-    tmp = path.with_name(f".{SUMMARY_FILE}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    os.replace(tmp, path)  # whole or not at all
-    try:
-        from gpt_scratch.hub.card import write_model_card
-    except ImportError:
-        return path
-    write_model_card(output_dir)
-    return path
-
-
-def update_summary(
-    output_dir: str | os.PathLike, metrics: dict[str, Any] | None = None, **fields: Any
-) -> dict:
-    """Merge metrics measured after `train` (e.g. a judge score) into training_summary.json and re-render."""
-    path = Path(output_dir) / SUMMARY_FILE
-    summary = json.loads(path.read_text())
-    summary["metrics"].update(metrics or {})
-    summary.update(fields)
-    write_summary(output_dir, summary)
-    return summary
-
-
-def _summary(
-    task, base_model, datasets, hyperparameters, final, state: TrainState, model, steps_per_epoch, start
-):
-    parameters = list(model.parameters())
-    return {
-        "task": task.name,
-        "base_model": base_model,
-        "datasets": list(datasets or []),
-        "hyperparameters": hyperparameters,
-        "metrics": final,
-        "tokens_seen": int(state.tokens_seen),
-        "steps": int(state.step),
-        "epochs": round(state.step / steps_per_epoch, 4) if steps_per_epoch else None,  # None: a stream
-        "wall_time_s": round(state.wall_time_s, 3),
-        "total_time_s": round(time.time() - start, 3),
-        "parameters": {
-            "total": sum(p.numel() for p in parameters),
-            "trainable": sum(p.numel() for p in parameters if p.requires_grad),
-        },
-        "plots": [],
-    }
-
-
-def _plot_history(history: list[dict[str, Any]], output_dir: Path) -> list[str]:
-    if not history:
-        return []
-    steps = [r["step"] for r in history]
-    tokens = [r["tokens_seen"] for r in history]
-    column = lambda key: [r.get(key, float("nan")) for r in history]  # noqa: E731
-    plots = [
-        plot_losses(steps, tokens, column("train_loss"), column("val_loss"), output_dir / "loss.png").name
-    ]
-    for key in sorted(history[-1]):
-        if key.startswith("train_") and key != "train_loss":
-            metric = key.removeprefix("train_")
-            path = output_dir / f"{metric}.png"
-            plots.append(
-                plot_values(steps, tokens, column(key), column(f"val_{metric}"), path, label=metric).name
-            )
-    return plots
-
-
-def _write_metric_logs(output_dir: Path, records: list[dict[str, Any]], rewrite: bool = False) -> None:
-    """Append records to metrics.jsonl (rewrite=True: replace the file) and rewrite metrics.csv from it."""
-    jsonl = output_dir / "metrics.jsonl"
-    with jsonl.open("w" if rewrite else "a") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    with (output_dir / "metrics.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def format_losses(metrics: dict[str, float]) -> str:
-    """'train loss 1.234, val loss 2.345' for the losses `metrics` has (a run without validation has none)."""
-    return ", ".join(
-        f"{name} loss {metrics[f'{name}_loss']:.3f}" for name in ("train", "val") if f"{name}_loss" in metrics
-    )
-
-
-def _format_record(r: dict[str, Any]) -> str:
-    """The book's line, "Ep 1 (Step 000000): Train loss 9.817, Val loss 9.924", plus tokens and speed."""
-    metrics = ", ".join(
-        f"{k.replace('_', ' ').capitalize()} {v:.3f}"
-        for k, v in r.items()
-        if k.startswith(("train_", "val_")) and isinstance(v, float)
-    )
-    return (
-        f"Ep {r['epoch']} (Step {r['step'] - 1:06d}): {metrics}, "
-        f"Tokens seen {r['tokens_seen']:,}, {r['tokens_per_s']:,.0f} tokens/s"
-    )
-
-
 def _print_sample(model, tokenizer, task: Task, accelerator: Accelerator, write: Callable) -> None:
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
@@ -1074,58 +607,3 @@ def _sum_over_processes(value: int, accelerator: Accelerator) -> int:
     if accelerator.num_processes == 1:
         return int(value)
     return int(accelerator.reduce(torch.tensor(value, device=accelerator.device), reduction="sum").item())
-
-
-def _first_epoch(dataset: Any) -> Any:
-    """A copy that the loop's `set_epoch` leaves at epoch 0 (RandomWindows' train-loss windows stay the same)."""
-    return copy.copy(dataset) if hasattr(dataset, "set_epoch") else dataset
-
-
-def _torch_format(dataset: Any) -> Any:
-    """A datasets.Dataset yields tensors; anything else (a torch Dataset, a list) is used as it is."""
-    return dataset.with_format("torch") if hasattr(dataset, "with_format") else dataset
-
-
-def _flat_scalars(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Trackers (TensorBoard's hparams) accept only scalars: flatten nested dicts, stringify the rest."""
-    flat = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            flat |= _flat_scalars(v, f"{prefix}{k}.")
-        elif isinstance(v, (int, float, str, bool)):
-            flat[f"{prefix}{k}"] = v
-        elif v is not None:
-            flat[f"{prefix}{k}"] = str(v)
-    return flat
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Command-line flags: every TrainingConfig field is one (gpt_scratch.options generates them)
-
-
-def add_base_model_arguments(parser: Any, book_gpt2: str) -> None:
-    """The fine-tuning workflows' starting point: `--model SOURCE` (`--n-heads` where it does not say) or
-    `--from-gpt2 PATH_OR_HUB_ID` (one required)."""
-    from gpt_scratch.convert import add_model_source_arguments
-
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--model",
-        metavar="SOURCE",
-        help="the model to start from: a gpt_scratch folder (e.g. a `gpt-scratch pretrain` run), a GPT-2 folder or "
-        "Hub id, the book's .pth, nanoGPT's ckpt.pt (anything `gpt-scratch convert` reads)",
-    )
-    source.add_argument(
-        "--from-gpt2", metavar="PATH_OR_HUB_ID", help=f"a Hugging Face GPT-2 checkpoint (book: {book_gpt2})"
-    )
-    add_model_source_arguments(parser)
-
-
-def add_training_arguments(parser: Any, defaults: TrainingConfig | None = None) -> None:
-    """Add a --flag for every TrainingConfig field (--num-epochs, --learning-rate, ...) with `defaults`' values."""
-    add_dataclass_arguments(parser, TrainingConfig, defaults or TrainingConfig(), title="training")
-
-
-def training_config_from_args(args: Any) -> TrainingConfig:
-    """The TrainingConfig of parsed flags added by `add_training_arguments`."""
-    return dataclass_from_args(TrainingConfig, args)

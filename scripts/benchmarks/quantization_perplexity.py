@@ -1,7 +1,7 @@
 """Validation perplexity of a model pretrained here on the-verdict, in fp32, int8 and bf16 (gpt_scratch.quantize).
 
-    python benchmarks/quantization_perplexity.py --output-dir runs/verdict-small   # trains, then evaluates
-    python benchmarks/quantization_perplexity.py --model runs/verdict-small        # evaluates a saved folder
+    python scripts/benchmarks/quantization_perplexity.py --output-dir runs/verdict-small   # trains, then evaluates
+    python scripts/benchmarks/quantization_perplexity.py --model runs/verdict-small        # evaluates a saved folder
 
 The model is a small GPT (4 layers, 256 wide, context 128: minutes on 2 CPU cores); the validation split is the
 book's: the last 10% of the-verdict, in non-overlapping windows.
@@ -13,7 +13,6 @@ import json
 import math
 
 import torch
-from gpt_scratch.pretrain import pretrain
 
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
 from gpt_scratch.data.pretraining import build_pretraining_datasets
@@ -21,6 +20,7 @@ from gpt_scratch.generation.inference import load_model as load
 from gpt_scratch.quantization import quantize
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 from gpt_scratch.training import TrainingConfig
+from gpt_scratch.workflows.pretrain import pretrain
 
 
 @torch.no_grad()

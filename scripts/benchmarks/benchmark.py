@@ -1,7 +1,7 @@
 """Speed of gpt_scratch against transformers' GPT2LMHeadModel and the book's code, same weights, same inputs.
 
-    python benchmarks/benchmark.py                     # gpt2-small (124M) on this machine, a few minutes on 2 CPU cores
-    python benchmarks/benchmark.py --quick --json out.json
+    python scripts/benchmarks/benchmark.py                     # gpt2-small (124M) on this machine, a few minutes on 2 CPU cores
+    python scripts/benchmarks/benchmark.py --quick --json out.json
 
 One random gpt2-small is written once as a GPT-2 checkpoint (``save_gpt2``); every implementation loads those
 weights: ours (``from_gpt2``), ``GPT2LMHeadModel`` (``from_pretrained``) and the book's ``GPTModel`` and KV-cache
@@ -653,7 +653,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``python benchmarks/benchmark.py``."""
+    """The flags of ``python scripts/benchmarks/benchmark.py``."""
     parser.add_argument(
         "--preset", default="gpt2-small", help="model size (random weights), default gpt2-small"
     )
@@ -699,7 +699,7 @@ def run(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     _parser = argparse.ArgumentParser(
-        prog="python benchmarks/benchmark.py", description=__doc__.splitlines()[0]
+        prog="python scripts/benchmarks/benchmark.py", description=__doc__.splitlines()[0]
     )
     add_arguments(_parser)
     raise SystemExit(run(_parser.parse_args()))

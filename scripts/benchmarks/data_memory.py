@@ -1,6 +1,6 @@
 """Memory and speed of `gpt-scratch prepare` + a 3-step `pretrain` on a prepared folder, at two corpus sizes.
 
-    python benchmarks/data_memory.py --sizes-mb 25 250 --work-dir /tmp/data-memory
+    python scripts/benchmarks/data_memory.py --sizes-mb 25 250 --work-dir /tmp/data-memory
 
 For each size it generates English-like text (The Verdict's paragraphs, shuffled, with words swapped from its
 vocabulary; files of 10 MB), then runs each step in a fresh process and reads that process's peak RSS:
@@ -27,12 +27,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (scripts/benchmarks/..)
 
 CHILD = """
 import resource, sys, time, json
 from gpt_scratch.cli import main
-import gpt_scratch.data.prepared, gpt_scratch.workflows.pretrain  # imports are not timed
+import gpt_scratch.data.prepare, gpt_scratch.data.prepared, gpt_scratch.workflows.pretrain  # imports are not timed
 start = time.time()
 code = main(sys.argv[1:])
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

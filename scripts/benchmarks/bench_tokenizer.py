@@ -5,7 +5,7 @@ The texts default to the book's instruction data (chapter 7), each record format
 Every case is warmed up once, then the cases run in turn ``repeats`` times (interleaved, so a slow moment of
 the machine hits them all alike); the figures are the median and the min/max over the repeats.
 
-    python benchmarks/bench_tokenizer.py
+    python scripts/benchmarks/bench_tokenizer.py
 """
 
 from __future__ import annotations
@@ -109,4 +109,7 @@ def format_tokenizer_benchmark(report: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help; no flags
     print(format_tokenizer_benchmark(benchmark_tokenizer()))

@@ -5,7 +5,7 @@ shared machine; the CPU time of the process (`time.process_time`) is reported be
 less on what else the machine runs. The book's time runs from the model's construction to the end of `train_model_simple` (as its
 notebook times it); ours is the whole `pretrain()` call (tokenizing, training, saving the folder).
 
-    python benchmarks/book_run_time.py --epochs 1 --repeats 2        # needs: pip install --no-deps llms-from-scratch
+    python scripts/benchmarks/book_run_time.py --epochs 1 --repeats 2        # needs: pip install --no-deps llms-from-scratch
 """
 
 from __future__ import annotations

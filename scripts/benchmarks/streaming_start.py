@@ -1,6 +1,6 @@
 """How soon a streaming `pretrain` takes its first step: it tokenizes only what the first batches need.
 
-    python benchmarks/streaming_start.py --size-mb 250 --work-dir /tmp/streaming-start
+    python scripts/benchmarks/streaming_start.py --size-mb 250 --work-dir /tmp/streaming-start
 
 Generates English-like text as `data_memory.py` does (files of 10 MB; reused when present), then in a fresh process
 runs `gpt-scratch pretrain --dataset text --data-files 'DIR/*.txt' --streaming --max-steps 3` with a tiny model
@@ -27,17 +27,18 @@ from data_memory import ROOT, folder_bytes, generate_corpus
 
 CHILD = """
 import json, sys, time
-from gpt_scratch.data import prepared
+from gpt_scratch.data import prepare
 import gpt_scratch.training as training
+import gpt_scratch.training.loop as loop
 from gpt_scratch.cli import main
 
 counted = {"tokens": 0, "marks": {}}
-encode = prepared.Encoder.__call__
+encode = prepare.Encoder.__call__
 def counting_encode(self, text):
     ids = encode(self, text)
     counted["tokens"] += len(ids)
     return ids
-prepared.Encoder.__call__ = counting_encode
+prepare.Encoder.__call__ = counting_encode
 
 loss = training.CausalLMTask.loss
 def marking_loss(self, model, batch):
@@ -45,11 +46,11 @@ def marking_loss(self, model, batch):
     return loss(self, model, batch)
 training.CausalLMTask.loss = marking_loss
 
-step = training._sum_over_processes
+step = loop._sum_over_processes
 def marking_step(value, accelerator):
     counted["marks"].setdefault("first_step_done", (time.time() - start, counted["tokens"]))
     return step(value, accelerator)
-training._sum_over_processes = marking_step
+loop._sum_over_processes = marking_step
 
 start = time.time()
 code = main(sys.argv[1:])
@@ -108,7 +109,7 @@ def main() -> None:
 def stream_throughput(files: list[Path], max_length: int = 1024) -> float:
     import time
 
-    from gpt_scratch.data.prepared import load_source_dataset
+    from gpt_scratch.data.prepare import load_source_dataset
     from gpt_scratch.data.streaming import StreamingWindows
     from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
