@@ -107,9 +107,9 @@ def pretrain(
     drop_rate: float | None = None,
     resume_optimizer: bool = False,
 ) -> TrainResult:
-    """Pretrain a fresh model on `corpus` (a corpus name, file(s), folder, glob, a datasets.Dataset, or a folder
-    made by `prepare_corpus` or nanoGPT's prepare.py, whose shards are memory-mapped), or on `options.dataset` (`load_dataset`; with
-    `options.streaming`, read as a stream: see `streaming_datasets`).
+    """Pretrain a fresh model (or `base_model`'s) on `corpus` (a corpus name, file(s), folder, glob, a
+    datasets.Dataset, or a folder made by `prepare_corpus` or nanoGPT's prepare.py, whose shards are memory-mapped),
+    or on `options.dataset` (`load_dataset`; with `options.streaming`, read as a stream: see `streaming_datasets`).
 
     `sampling`: "sequential" (the book's stride windows, shuffled each epoch) or "random" (nanoGPT's random
     windows; the default for a prepared folder, which alone offers it). `max_tokens` caps the run (and the
