@@ -48,6 +48,9 @@ from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchFo
 
 HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")
 CHAT_TEMPLATES = ("alpaca",)
+# What a written folder may hold beside the run's files: --overwrite removes them too, so none is left stale
+FOLDER_FILES = ("*_gpt_scratch.py", "chat_template.jinja", "tokenizer*.json", "special_tokens_map.json",
+                "added_tokens.json", "vocab.json", "merges.txt", "generation_config.json", "README.md")  # fmt: skip
 
 
 @dataclass
@@ -264,6 +267,8 @@ def write_folder(
         raise ValueError(f"chat template {chat_template!r}: gpt_scratch knows {', '.join(CHAT_TEMPLATES)}")
     output_dir = Path(output_dir)
     clear_output_folder(output_dir, overwrite)
+    for path in [p for pattern in FOLDER_FILES for p in output_dir.glob(pattern) if p.is_file()]:
+        path.unlink()
     output_dir.mkdir(parents=True, exist_ok=True)
     model = loaded.model
     tokenizer = GPTScratchTokenizer(model_max_length=model.config.context_length)

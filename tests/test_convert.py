@@ -374,7 +374,10 @@ def test_an_output_that_holds_something_is_refused_without_overwrite(tmp_path, c
     args = ["convert", str(tmp_path / "model.pth"), "--output-dir", str(tmp_path / "out"), "--n-heads", "3"]
     assert main(args) == 2
     assert "already holds files (notes.txt): pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--chat-template", "alpaca", "--overwrite"]) == 0
+    assert (tmp_path / "out" / "chat_template.jinja").is_file()
     assert main([*args, "--overwrite"]) == 0 and (tmp_path / "out" / "model.safetensors").is_file()
+    assert not (tmp_path / "out" / "chat_template.jinja").exists()  # nothing of the folder it replaced stays
     back = ["convert", str(tmp_path / "out"), "--to", "book", "--output", str(tmp_path / "model.pth")]
     assert main(back) == 2
     assert "already exist" in capsys.readouterr().err
