@@ -24,8 +24,14 @@ SMALL = dict(
 BOOK_124M = dict(
     vocab_size=50257, context_length=1024, emb_dim=768, n_heads=12, n_layers=12, drop_rate=0.1, qkv_bias=False
 )  # fmt: skip  (the book's GPT_CONFIG_124M)
+SHAPES = [pytest.param(SMALL, id="small"), pytest.param(BOOK_124M, id="124M", marks=pytest.mark.slow)]
 PROMPT_IDS = [6109, 3626, 6100, 345]  # "Every effort moves you"
 NANOGPT_MODEL = SHARED_PATH / "reference" / "nanogpt" / "model.py"
+
+
+def heads_flag(cfg: dict) -> list[str]:
+    """--n-heads for a width without a book preset (the tiny twin); the book's sizes need none."""
+    return [] if cfg["emb_dim"] in (768, 1024, 1280, 1600) else ["--n-heads", str(cfg["n_heads"])]
 
 
 def book_model(cfg: dict, seed: int = 123, num_classes: int | None = None) -> torch.nn.Module:
@@ -106,8 +112,9 @@ def test_book_state_dict_converts_to_the_same_model(tmp_path, qkv_bias):
         assert (tmp_path / "out" / name).is_file(), name
 
 
-def test_model_and_optimizer_pth_converts_to_the_same_model(tmp_path):
-    book = book_model(SMALL)
+@pytest.mark.parametrize("cfg", SHAPES)
+def test_model_and_optimizer_pth_converts_to_the_same_model(tmp_path, cfg):
+    book = book_model(cfg)
     optimizer = torch.optim.AdamW(book.parameters(), lr=4e-4, weight_decay=0.1)
     book.train()
     loss = book(torch.tensor([PROMPT_IDS])).logsumexp(-1).mean()
@@ -118,45 +125,47 @@ def test_model_and_optimizer_pth_converts_to_the_same_model(tmp_path):
         {"model_state_dict": book.state_dict(), "optimizer_state_dict": optimizer.state_dict()},
         tmp_path / "model_and_optimizer.pth",
     )
-    loaded = load_source(tmp_path / "model_and_optimizer.pth", n_heads=3)
+    loaded = load_source(tmp_path / "model_and_optimizer.pth", n_heads=cfg["n_heads"])
     assert loaded.origin["format"] == "book GPTModel (model_and_optimizer.pth)"
     write_folder(loaded, tmp_path / "out")
-    assert_same_as_book(book, SMALL, tmp_path / "out", tmp_path)
+    assert_same_as_book(book, cfg, tmp_path / "out", tmp_path)
 
 
 CLASSIFY = """
 import json, sys
 from transformers import pipeline
-classifier = pipeline("text-classification", model=sys.argv[1], trust_remote_code=True)
-print(json.dumps([r["label"] for r in classifier(json.loads(sys.argv[2]))]))
+labels = []
+for folder in json.loads(sys.argv[1]):
+    classifier = pipeline("text-classification", model=folder, trust_remote_code=True)
+    labels.append([r["label"] for r in classifier(json.loads(sys.argv[2]))])
+print(json.dumps(labels))
 """
 
 
-def test_book_classifier_gives_classify_reviews_label_in_a_pipeline(tmp_path):
+@pytest.mark.parametrize("cfg", SHAPES)
+def test_book_classifier_gives_classify_reviews_label_in_a_pipeline(tmp_path, cfg):
     import tiktoken
 
     ch06 = pytest.importorskip("llms_from_scratch.ch06")
     texts = ["You are a winner you have been specially selected to receive $1000 cash", "Hey, are we still on?",
              "Call now for your free prize", "See you at lunch tomorrow"]  # fmt: skip
     tokenizer = tiktoken.get_encoding("gpt2")
-    books = [book_model(SMALL, seed=seed, num_classes=2) for seed in range(4)]
+    books = [book_model(cfg, seed=seed, num_classes=2) for seed in range(4 if cfg is SMALL else 1)]
     expected = [[ch06.classify_review(t, b, tokenizer, "cpu", max_length=len(tokenizer.encode(t))) for t in texts]
                 for b in books]  # fmt: skip
-    assert {label for labels in expected for label in labels} == {
-        "spam",
-        "not spam",
-    }  # both labels are tested
+    if cfg is SMALL:  # both labels are tested
+        assert {label for labels in expected for label in labels} == {"spam", "not spam"}
     for seed, book in enumerate(books):
         torch.save(book.state_dict(), tmp_path / f"review_classifier_{seed}.pth")
         out = tmp_path / f"out{seed}"
         args = ["convert", str(tmp_path / f"review_classifier_{seed}.pth"), "--output-dir", str(out)]
-        assert main([*args, "--n-heads", "3", "--labels", "not spam,spam"]) == 0
-        assert json.loads((out / "config.json").read_text())["architectures"] == [
-            "GPTScratchForSequenceClassification"
-        ]
-        result = run_clean_python(CLASSIFY, str(out), json.dumps(texts), cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert json.loads(result.stdout.strip().splitlines()[-1]) == expected[seed]
+        assert main([*args, *heads_flag(cfg), "--labels", "not spam,spam"]) == 0
+        architectures = json.loads((out / "config.json").read_text())["architectures"]
+        assert architectures == ["GPTScratchForSequenceClassification"]
+    folders = [str(tmp_path / f"out{seed}") for seed in range(len(books))]
+    result = run_clean_python(CLASSIFY, json.dumps(folders), json.dumps(texts), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
 
 
 def test_book_classifier_without_labels_numbers_its_classes(tmp_path):
@@ -242,9 +251,15 @@ def nanogpt_logits(model, idx):
         return model(idx, targets=idx)[0]  # with targets: the logits of every position
 
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_nanogpt_checkpoint_converts_to_the_same_model_and_back(tmp_path, nanogpt, bias):
-    reference = nanogpt_checkpoint(nanogpt, tmp_path / "ckpt.pt", bias)
+GPT2_124M = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024)  # nanoGPT's train_gpt2.py
+
+
+@pytest.mark.parametrize(
+    "bias, shape",
+    [(True, {}), (False, {}), pytest.param(False, GPT2_124M, id="False-124M", marks=pytest.mark.slow)],
+)
+def test_nanogpt_checkpoint_converts_to_the_same_model_and_back(tmp_path, nanogpt, bias, shape):
+    reference = nanogpt_checkpoint(nanogpt, tmp_path / "ckpt.pt", bias, **shape)
     assert main(["convert", str(tmp_path / "ckpt.pt"), "--output-dir", str(tmp_path / "out")]) == 0
     idx = torch.tensor([PROMPT_IDS + [50300]])  # a padded row of the vocabulary too
     got = clean_process_run(
