@@ -201,12 +201,14 @@ def load_file(
             )
         config.id2label, config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
         origin["format"] = origin["format"].replace("GPTModel", "classifier (chapter 6)")
-        model = GPTScratchForSequenceClassification(config)
     elif labels:
         raise ValueError(f"{path}: --labels names a classifier's classes; this is a causal language model")
-    else:
-        model = GPTScratchForCausalLM(config)
-    model.load_state_dict(ours, strict=True)
+    classifier = config.architectures == ["GPTScratchForSequenceClassification"]
+    with torch.device(
+        "meta"
+    ):  # shapes only: every tensor comes from the file (strict), none is drawn at random
+        model = (GPTScratchForSequenceClassification if classifier else GPTScratchForCausalLM)(config)
+    model.load_state_dict(ours, strict=True, assign=True)
     if config.tie_word_embeddings:
         model.tie_weights()
     return LoadedModel(model.eval(), origin, optimizer_state)
