@@ -151,9 +151,23 @@ def load_gpt2(model_class: type, source: str | os.PathLike, **config_overrides):
     return model.eval()
 
 
-def save_gpt2(model, folder: str | os.PathLike) -> None:
-    """A plain GPT-2 folder: config.json, model.safetensors and GPT-2's tokenizer files (``AutoTokenizer`` and
-    ``GPT2LMHeadModel`` of plain transformers load it, ``model_max_length`` = the model's context)."""
+def saved_chat_template(folder: str | os.PathLike) -> str | None:
+    """The chat template saved in a model folder (``chat_template.jinja`` or tokenizer_config.json's), if any."""
+    folder = Path(folder)
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    if (folder / "tokenizer_config.json").is_file():
+        template = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")).get(
+            "chat_template"
+        )
+        return template if isinstance(template, str) else None
+    return None
+
+
+def save_gpt2(model, folder: str | os.PathLike, chat_template: str | None = None) -> None:
+    """A plain GPT-2 folder: config.json, generation_config.json, model.safetensors and GPT-2's tokenizer files
+    (``AutoTokenizer`` and ``GPT2LMHeadModel`` of plain transformers load it, ``model_max_length`` = the model's
+    context) with ``chat_template``: by default the one saved in the folder the model was loaded from, if any."""
     from safetensors.torch import save_file
     from transformers import GPT2Config, GPT2Tokenizer
 
@@ -170,13 +184,18 @@ def save_gpt2(model, folder: str | os.PathLike) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     gpt2_config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)  # the model's decoding defaults: stop ids, lengths, ...
     tensors = scratch_to_gpt2_state_dict(model.state_dict(), c)
     save_file(
         {k: v.contiguous() for k, v in tensors.items()}, str(folder / "model.safetensors"), {"format": "pt"}
     )
-    vocab_file, merges_file = GPTScratchTokenizer().save_vocabulary(str(folder))
+    vocab_file, merges_file = GPTScratchTokenizer().save_vocabulary(str(folder))[:2]
     tokenizer = GPT2Tokenizer(vocab_file, merges_file, model_max_length=c.context_length)
     tokenizer.pad_token = tokenizer.eos_token
+    source = getattr(c, "_name_or_path", "")
+    if chat_template is None and source and Path(source).is_dir():
+        chat_template = saved_chat_template(source)
+    tokenizer.chat_template = chat_template
     tokenizer.save_pretrained(folder)
 
 
@@ -187,5 +206,6 @@ __all__ = [
     "scratch_to_gpt2_state_dict",
     "read_tensors",
     "load_gpt2",
+    "saved_chat_template",
     "save_gpt2",
 ]

@@ -31,7 +31,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
-from transformers.utils import can_return_tuple
+from transformers.utils import can_return_tuple, is_torchdynamo_compiling
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import TransformersKwargs, merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
@@ -56,15 +56,28 @@ except ImportError:
     pass
 # Keyword arguments a forward accepts beyond its own: those transformers passes on (loss, outputs, attention).
 KNOWN_KWARGS = frozenset(TransformersKwargs.__annotations__) | frozenset(FlashAttentionKwargs.__annotations__)
+# What generate() hands every forward call besides the inputs (the tokenizer of stop strings and token healing);
+# GPT-2's keywords for an encoder (cross-attention) and transformers 4's head_mask, accepted only as None: nothing
+# that would change the result is ignored.
+GENERATE_KWARGS = frozenset({"tokenizer", "assistant_tokenizer"})
+NONE_ONLY_KWARGS = frozenset({"encoder_hidden_states", "encoder_attention_mask", "head_mask"})
 
 
-def check_kwargs(model: nn.Module, kwargs: dict) -> None:
-    """A misspelt or foreign keyword argument is an error, not silently ignored."""
-    unknown = sorted(set(kwargs) - KNOWN_KWARGS)
+def check_kwargs(model: nn.Module, kwargs: dict) -> dict:
+    """The keyword arguments to pass on: a misspelt or foreign one is an error, not silently ignored; generate's
+    tokenizer is dropped; GPT-2's ``cache_position`` (transformers 4) is kept for the backbone to read."""
+    unknown = sorted(set(kwargs) - KNOWN_KWARGS - GENERATE_KWARGS - NONE_ONLY_KWARGS - {"cache_position"})
     if unknown:
         raise TypeError(
             f"{type(model).__name__}.forward() got unexpected keyword arguments: {', '.join(unknown)}"
         )
+    given = sorted(name for name in NONE_ONLY_KWARGS if kwargs.get(name) is not None)
+    if given:
+        raise ValueError(
+            f"{type(model).__name__} has no cross-attention and no head masking: {', '.join(given)} must be None "
+            "(GPT2LMHeadModel without add_cross_attention refuses encoder_hidden_states too)"
+        )
+    return {k: v for k, v in kwargs.items() if k not in GENERATE_KWARGS and k not in NONE_ONLY_KWARGS}
 
 
 class LayerNorm(nn.Module):
@@ -322,29 +335,45 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
-        check_kwargs(self, kwargs)
+        """A ``cache`` that is passed is always used (and extended); ``use_cache`` decides whether one is returned
+        (and made when none is passed). ``position_ids`` that restart at 0 mark packed sequences: the context
+        limit is on the positions, and without a cache or 2D mask each sequence attends only to itself
+        (``create_causal_mask`` builds the block-diagonal mask for eager, sdpa and flex attention; flash
+        attention reads the sequences from ``position_ids``). ``token_type_ids`` are GPT-2's: the token embedding
+        of each type id is added to the input."""
+        kwargs = check_kwargs(self, kwargs)
+        # transformers 4's name for the new tokens' positions
+        cache_position = kwargs.pop("cache_position", None)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds")
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
-        if not use_cache:
-            cache = None
         x = self.tok_emb(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, emb_dim)
         num_tokens = x.shape[1]
         past_length = cache.get_seq_length() if cache is not None else 0  # a tensor for a StaticCache
-        if isinstance(past_length, int) and past_length + num_tokens > self.config.context_length:
-            raise ValueError(
-                f"Input of {past_length + num_tokens} tokens ({past_length} cached + {num_tokens} new) exceeds the "
-                f"model's context_length of {self.config.context_length}"
-            )
+        if position_ids is None and cache_position is not None:
+            position_ids = cache_position[None]
         if position_ids is None:
+            if isinstance(past_length, int) and past_length + num_tokens > self.config.context_length:
+                raise ValueError(
+                    f"Input of {past_length + num_tokens} tokens ({past_length} cached + {num_tokens} new) exceeds "
+                    f"the model's context_length of {self.config.context_length}"
+                )
             if attention_mask is not None and attention_mask.dim() == 2:
                 # Left padding: the first real token of each row is position 0 (no padding: past ... past + T - 1).
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -num_tokens:]
             else:
                 position_ids = (torch.arange(num_tokens, device=x.device) + past_length)[None]
+        elif not is_torchdynamo_compiling() and position_ids.numel() > 0:
+            last_position = int(position_ids.max())
+            if last_position >= self.config.context_length:
+                raise ValueError(
+                    f"Position {last_position} of position_ids exceeds the model's context_length of "
+                    f"{self.config.context_length} (positions 0 to {self.config.context_length - 1})"
+                )
         mask = create_causal_mask(
             config=self.config,
             inputs_embeds=x,
@@ -353,11 +382,14 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             position_ids=position_ids,
         )
 
-        x = self.drop_emb(x + self.pos_emb(position_ids))
+        x = x + self.pos_emb(position_ids)
+        if token_type_ids is not None:
+            x = x + self.tok_emb(token_type_ids)
+        x = self.drop_emb(x)
         for block in self.trf_blocks:
-            x = block(x, attention_mask=mask, cache=cache, **kwargs)
+            x = block(x, attention_mask=mask, cache=cache, position_ids=position_ids, **kwargs)
         x = self.final_norm(x)
-        return BaseModelOutputWithPast(last_hidden_state=x, cache=cache)
+        return BaseModelOutputWithPast(last_hidden_state=x, cache=cache if use_cache else None)
 
 
 class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
@@ -389,14 +421,17 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        token_type_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """``labels`` are the input ids themselves (shifted inside, -100 ignored), as everywhere in transformers.
+        The other arguments are GPT2LMHeadModel's (see ``GPTScratchModel.forward``); the tokenizer that ``generate``
+        passes along for stop strings is accepted and dropped.
 
         ``num_items_in_batch`` (passed by ``Trainer`` under gradient accumulation) makes the loss a sum over the
         batch's target tokens divided by that count, so N accumulated micro-batches give the loss of one.
         """
-        check_kwargs(self, kwargs)
+        kwargs = check_kwargs(self, kwargs)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -404,6 +439,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            token_type_ids=token_type_ids,
             **kwargs,
         )
         logits = self.out_head(
@@ -427,11 +463,12 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
 
         return load_gpt2(cls, source, **config_overrides)
 
-    def save_gpt2(self, folder: str | os.PathLike) -> None:
-        """Write a plain GPT-2 checkpoint (config, safetensors, GPT-2's tokenizer files) for ``GPT2LMHeadModel``."""
+    def save_gpt2(self, folder: str | os.PathLike, chat_template: str | None = None) -> None:
+        """Write a plain GPT-2 checkpoint for ``GPT2LMHeadModel``: config, generation config, safetensors and GPT-2's
+        tokenizer files with ``chat_template`` (default: the one saved with this model, if any)."""
         from .conversion_gpt_scratch import save_gpt2
 
-        save_gpt2(self, folder)
+        save_gpt2(self, folder, chat_template)
 
     def save_book(self, path: str | os.PathLike) -> None:
         """Write the book's ``GPTModel`` state dict (``model.pth``) and its ``cfg`` as JSON beside it."""
@@ -510,9 +547,10 @@ class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutputWithPast:
-        check_kwargs(self, kwargs)
+        kwargs = check_kwargs(self, kwargs)
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         outputs = self.model(
             input_ids=input_ids,
@@ -521,6 +559,7 @@ class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            token_type_ids=token_type_ids,
             **kwargs,
         )
         hidden = outputs.last_hidden_state  # (B, T, emb_dim)

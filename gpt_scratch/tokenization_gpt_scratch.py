@@ -27,10 +27,16 @@ from typing import Any
 
 import tiktoken
 import tiktoken.registry
+from tokenizers import AddedToken, Encoding, Tokenizer, decoders, pre_tokenizers
+from tokenizers.models import BPE
 from transformers.tokenization_python import PythonBackend
 from transformers.tokenization_utils_base import BatchEncoding, PaddingStrategy, TruncationStrategy
 
-VOCAB_FILES_NAMES = {"vocab_file": "vocab.json", "merges_file": "merges.txt"}
+VOCAB_FILES_NAMES = {
+    "vocab_file": "vocab.json",
+    "merges_file": "merges.txt",
+    "tokenizer_file": "tokenizer.json",
+}
 ENDOFTEXT = "<|endoftext|>"
 ENDOFTEXT_ID = 50256
 
@@ -39,7 +45,9 @@ GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|
 
 # The book's Alpaca prompt (chapter 7) as a chat template. A system message is the instruction and the user message
 # after it the input; a user message alone is the instruction (an empty input is left out, as the book does). An
-# assistant message is the response, ended by <|endoftext|>; the generation prompt is the response marker.
+# assistant message is the response, ended by <|endoftext|>, inside a {% generation %} block: the tokens
+# return_assistant_tokens_mask (TRL's assistant_only_loss) trains on, as the book's exercise 7.2 masks the prompt.
+# The generation prompt is the response marker.
 ALPACA_CHAT_TEMPLATE = (
     "{{- 'Below is an instruction that describes a task. Write a response that appropriately completes the request.' -}}"
     "{%- for message in messages -%}"
@@ -48,7 +56,7 @@ ALPACA_CHAT_TEMPLATE = (
     "{%- elif message['role'] == 'user' and message['content'] -%}"
     "{{- '\n\n### Input:\n' + message['content'] -}}"
     "{%- elif message['role'] == 'assistant' -%}"
-    "{{- '\n\n### Response:\n' + message['content'] + eos_token -}}"
+    "{{- '\n\n### Response:\n' -}}{%- generation -%}{{- message['content'] + eos_token -}}{%- endgeneration -%}"
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '\n\n### Response:\n' -}}{%- endif -%}"
@@ -183,58 +191,76 @@ def encoding_from_files(vocab_file: str, merges_file: str) -> tiktoken.Encoding:
     )
 
 
-class OffsetsBatchEncoding(BatchEncoding):
-    """A BatchEncoding that knows each token's word (pre-tokenisation chunk), as a fast tokenizer's does."""
+def bpe_merges_from_ranks(ranks: dict[bytes, int]) -> list[tuple[str, str]]:
+    """GPT-2's merge list, recovered from tiktoken's ranks: the last merge BPE makes on each token's own bytes."""
+    byte_encoder = bytes_to_unicode()
+    merges: list[tuple[str, str]] = [("", "")] * (len(ranks) - 256)
+    for token, rank in ranks.items():
+        if rank < 256:
+            continue
+        parts = [token[i : i + 1] for i in range(len(token))]
+        # Replay BPE on the token's bytes with only older merges: the two parts left are its merge.
+        while len(parts) > 2:
+            pair_ranks = [ranks.get(a + b, rank) for a, b in zip(parts, parts[1:], strict=False)]
+            best = min(range(len(pair_ranks)), key=pair_ranks.__getitem__)
+            if pair_ranks[best] >= rank:
+                raise ValueError(f"token {token!r} (id {rank}) cannot be built from earlier merges")
+            parts[best : best + 2] = [parts[best] + parts[best + 1]]
+        first, second = ("".join(byte_encoder[b] for b in p) for p in parts)
+        merges[rank - 256] = (first, second)
+    return merges
 
-    def __init__(self, *args: Any, word_ids: list[list[int | None]] | None = None, **kwargs: Any):
+
+def rust_tokenizer_from_ranks(encoding: tiktoken.Encoding) -> Tokenizer:
+    """tiktoken's GPT-2 encoding as a Rust ``tokenizers.Tokenizer``, built as transformers builds GPT-2's fast
+    tokenizer (byte-level BPE, GPT-2's pre-tokenisation, ``<|endoftext|>`` special): the same ids, with offsets.
+    Each call gives a new tokenizer (a tokenizer's added tokens are its own); the merges are replayed once."""
+    return Tokenizer.from_str(_rust_tokenizer_json(encoding))
+
+
+@lru_cache(maxsize=2)
+def _rust_tokenizer_json(encoding: tiktoken.Encoding) -> str:
+    byte_encoder = bytes_to_unicode()
+    vocab = {"".join(byte_encoder[b] for b in token): i for token, i in encoding._mergeable_ranks.items()}
+    vocab[ENDOFTEXT] = ENDOFTEXT_ID
+    merges = bpe_merges_from_ranks(encoding._mergeable_ranks)
+    rust = Tokenizer(BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))  # fmt: skip
+    rust.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    rust.decoder = decoders.ByteLevel()
+    rust.add_special_tokens([AddedToken(ENDOFTEXT, special=True, normalized=False)])
+    return rust.to_str()
+
+
+class GPTScratchBatchEncoding(BatchEncoding):
+    """A BatchEncoding whose fast-tokenizer ``encodings`` (tokens, offsets, words, ``char_to_token``, ...) are made
+    by the Rust tokenizer when first asked for, so that encoding ids alone stays at tiktoken's speed."""
+
+    def __init__(self, *args: Any, make_encodings: Callable[[], list[Encoding]] | None = None, **kwargs: Any):
+        self._make_encodings = make_encodings
         super().__init__(*args, **kwargs)
-        self._word_ids = word_ids
 
-    def word_ids(self, batch_index: int = 0) -> list[int | None]:
-        if self._word_ids is None:
-            raise ValueError("word_ids() needs the encoding to be made with return_offsets_mapping=True")
-        return self._word_ids[batch_index]
+    @property
+    def _encodings(self) -> list[Encoding] | None:
+        if self.__dict__.get("_made_encodings") is None and self.__dict__.get("_make_encodings") is not None:
+            self.__dict__["_made_encodings"] = self._make_encodings()
+        return self.__dict__.get("_made_encodings")
 
+    @_encodings.setter
+    def _encodings(self, value: list[Encoding] | None) -> None:
+        self.__dict__["_made_encodings"] = value
 
-def encode_with_offsets(
-    encoding: tiktoken.Encoding, text: str, allowed_special: set[str]
-) -> tuple[list[int], list[tuple[int, int]], list[int]]:
-    """tiktoken's ids of ``text`` with each token's (start, end) characters and word index, as GPT2TokenizerFast.
+    @property
+    def is_fast(self) -> bool:
+        """Whether encodings can be given (asking does not make them)."""
+        return (
+            self.__dict__.get("_made_encodings") is not None
+            or self.__dict__.get("_make_encodings") is not None
+        )
 
-    Words are GPT-2's pre-tokenisation chunks (and each allowed special token); a token holding part of a multi-byte
-    character spans that whole character.
-    """
-    import regex
-
-    special = "|".join(regex.escape(token) for token in sorted(allowed_special, key=len, reverse=True))
-    pieces = regex.split(f"({special})", text) if special else [text]
-    ids: list[int] = []
-    offsets: list[tuple[int, int]] = []
-    words: list[int] = []
-    word = start_char = 0
-    for n, piece in enumerate(pieces):
-        chunks = [piece] if n % 2 == 1 else [m.group() for m in regex.finditer(GPT2_PATTERN, piece)]
-        for chunk in chunks:
-            data = chunk.encode("utf-8")
-            char_of_byte = [i for i, char in enumerate(chunk) for _ in char.encode("utf-8")]
-            byte_start = 0
-            tokens = (
-                encoding.encode(chunk, allowed_special=allowed_special)
-                if n % 2
-                else encoding.encode_ordinary(chunk)
-            )
-            for token in tokens:
-                byte_end = byte_start + len(encoding.decode_single_token_bytes(token))
-                offsets.append(
-                    (start_char + char_of_byte[byte_start], start_char + char_of_byte[byte_end - 1] + 1)
-                )
-                byte_start = byte_end
-            assert byte_start == len(data), chunk
-            ids += tokens
-            words += [word] * len(tokens)
-            word += 1
-            start_char += len(chunk)
-    return ids, offsets, words
+    def __getstate__(
+        self,
+    ) -> dict[str, Any]:  # encodings made so far travel; the maker (holding the tokenizer) not
+        return {"data": self.data, "encodings": self.__dict__.get("_made_encodings")}
 
 
 class GPTScratchTokenizer(PythonBackend):
@@ -242,12 +268,15 @@ class GPTScratchTokenizer(PythonBackend):
 
     Ids equal tiktoken's ``gpt2`` (with ``<|endoftext|>`` allowed) and transformers' ``GPT2TokenizerFast``.
     ``<|endoftext|>`` is the end-of-text, beginning-of-text, unknown and (by default, as the book pads with
-    50256) padding token.
+    50256) padding token. What only a fast tokenizer gives (``encodings``: tokens, offsets, words,
+    ``char_to_token``; a ``DecodeStream``) comes from ``_tokenizer``, the same vocabulary as a Rust
+    ``tokenizers.Tokenizer``, built on first use and saved as ``tokenizer.json``.
 
     Args:
         vocab_file: GPT-2's ``vocab.json``; with ``merges_file``, the vocabulary is read from these files.
             Without them, tiktoken's own ``gpt2`` download/cache is used.
         merges_file: GPT-2's ``merges.txt``.
+        tokenizer_file: the saved ``tokenizer.json`` (else the Rust tokenizer is built from the ranks).
         errors: how to decode bytes that are not valid UTF-8 (``bytes.decode``'s ``errors``).
     """
 
@@ -259,6 +288,7 @@ class GPTScratchTokenizer(PythonBackend):
         self,
         vocab_file: str | None = None,
         merges_file: str | None = None,
+        tokenizer_file: str | None = None,
         errors: str = "replace",
         unk_token: str = ENDOFTEXT,
         bos_token: str = ENDOFTEXT,
@@ -280,6 +310,8 @@ class GPTScratchTokenizer(PythonBackend):
         self.decoder_tokens[ENDOFTEXT_ID] = ENDOFTEXT
         self.encoder = {token: i for i, token in enumerate(self.decoder_tokens)}
         self.byte_decoder = {char: byte for byte, char in byte_encoder.items()}
+        self.tokenizer_file = tokenizer_file
+        self._rust_tokenizer: Tokenizer | None = None
         super().__init__(
             errors=errors,
             unk_token=unk_token,
@@ -290,6 +322,24 @@ class GPTScratchTokenizer(PythonBackend):
             clean_up_tokenization_spaces=clean_up_tokenization_spaces,
             **kwargs,
         )
+
+    @property
+    def _tokenizer(self) -> Tokenizer:
+        """The vocabulary as a Rust ``tokenizers.Tokenizer`` (what a fast tokenizer holds), with the added tokens."""
+        if self._rust_tokenizer is None:
+            if self.tokenizer_file and os.path.isfile(self.tokenizer_file):
+                self._rust_tokenizer = Tokenizer.from_file(self.tokenizer_file)
+            else:
+                self._rust_tokenizer = rust_tokenizer_from_ranks(self.encoding)
+        rust = self._rust_tokenizer
+        missing = [t for i, t in sorted(self._added_tokens_decoder.items()) if rust.token_to_id(str(t)) != i]
+        if missing:
+            rust.add_tokens([AddedToken(str(t), special=t.special, normalized=False) for t in missing])
+        return rust
+
+    @property
+    def backend_tokenizer(self) -> Tokenizer:
+        return self._tokenizer
 
     # --- vocabulary -----------------------------------------------------------------------------------------
 
@@ -351,6 +401,8 @@ class GPTScratchTokenizer(PythonBackend):
         **kwargs: Any,
     ) -> BatchEncoding:
         return_offsets_mapping = kwargs.pop("return_offsets_mapping", False)
+        if not kwargs.get("sanitize_control_tokens"):  # apply_chat_template passes False
+            kwargs.pop("sanitize_control_tokens", None)
         split_special_tokens = (
             self.split_special_tokens if split_special_tokens is None else split_special_tokens
         )
@@ -365,10 +417,10 @@ class GPTScratchTokenizer(PythonBackend):
             and not (add_special_tokens and self.special_tokens_pattern not in (None, "none"))
             and not kwargs
         )
-        if return_offsets_mapping and not (simple and self._added_tokens_encoder.keys() == {ENDOFTEXT}):
+        if return_offsets_mapping and not simple:
             raise NotImplementedError(
-                "GPTScratchTokenizer gives offsets for plain texts (one or a batch) without added tokens; "
-                "use transformers' GPT2TokenizerFast for pairs, pre-split words or overflowing windows"
+                "GPTScratchTokenizer gives offsets for plain texts (one or a batch); use the saved tokenizer.json "
+                "(AutoTokenizer without trust_remote_code) for pairs, pre-split words or overflowing windows"
             )
         if not simple:  # pairs, pre-split words, overflow windows...: transformers' generic path
             return super()._encode_plus(
@@ -395,24 +447,17 @@ class GPTScratchTokenizer(PythonBackend):
 
         # One text or a batch: a plain loop over tiktoken (faster here than its thread-pool batch encoder).
         texts = list(text) if batched else [text]
-        if return_offsets_mapping:
-            allowed = set() if split_special_tokens else {ENDOFTEXT}
-            encoded = [encode_with_offsets(self.encoding, t, allowed) for t in texts]
-            input_ids = [ids for ids, _, _ in encoded]
-            offsets = [spans for _, spans, _ in encoded]
-            word_ids: list[list[int | None]] = [words for _, _, words in encoded]
-        else:
-            encode = self._encoder_for(split_special_tokens)
-            input_ids = [encode(t) for t in texts]
+        encode = self._encoder_for(split_special_tokens)
+        input_ids = [encode(t) for t in texts]
+        truncate_to = None
         if truncation_strategy != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None:
+            truncate_to = max_length
             keep = (
                 (lambda seq: seq[-max_length:])
                 if self.truncation_side == "left"
                 else (lambda seq: seq[:max_length])
             )
             input_ids = [keep(ids) for ids in input_ids]
-            if return_offsets_mapping:
-                offsets, word_ids = [keep(o) for o in offsets], [keep(w) for w in word_ids]
         if verbose and input_ids:
             self._eventual_warn_about_too_long_sequence(max(input_ids, key=len), max_length, verbose)
         if return_attention_mask is None:
@@ -431,27 +476,56 @@ class GPTScratchTokenizer(PythonBackend):
                 padding_side=padding_side,
                 return_attention_mask=return_attention_mask,
             ).data
-        if return_offsets_mapping:  # padding: (0, 0) offsets and no word, on the side the ids were padded
-            side = padding_side or self.padding_side
-            for row, ids in enumerate(outputs["input_ids"]):
-                extra = len(ids) - len(offsets[row])
-                offsets[row] = (
-                    [(0, 0)] * extra + offsets[row] if side == "left" else offsets[row] + [(0, 0)] * extra
-                )
-                word_ids[row] = (
-                    [None] * extra + word_ids[row] if side == "left" else word_ids[row] + [None] * extra
-                )
-            outputs["offset_mapping"] = offsets
+        make_encodings = partial(
+            self._rust_encodings,
+            texts,
+            outputs["input_ids"],
+            split_special_tokens=split_special_tokens,
+            truncate_to=truncate_to,
+            padding_side=padding_side or self.padding_side,
+        )
+        encodings = None
+        if return_offsets_mapping:
+            encodings = make_encodings()
+            outputs["offset_mapping"] = [e.offsets for e in encodings]
         if return_length:
             outputs["length"] = [len(ids) for ids in outputs["input_ids"]]
         if not batched:
             outputs = {key: value[0] for key, value in outputs.items()}
-        return OffsetsBatchEncoding(
-            outputs,
-            tensor_type=return_tensors,
-            prepend_batch_axis=not batched,
-            word_ids=word_ids if return_offsets_mapping else None,
+        batch = GPTScratchBatchEncoding(
+            outputs, tensor_type=return_tensors, prepend_batch_axis=not batched, make_encodings=make_encodings
         )
+        batch._encodings = encodings
+        return batch
+
+    def _rust_encodings(
+        self,
+        texts: list[str],
+        input_ids: list[list[int]],
+        split_special_tokens: bool,
+        truncate_to: int | None,
+        padding_side: str,
+    ) -> list[Encoding]:
+        """The Rust tokenizer's encodings of ``texts``, truncated and padded as ``input_ids`` (tiktoken's ids) are,
+        and checked to hold the very same ids."""
+        rust = self._tokenizer
+        rust.encode_special_tokens = split_special_tokens
+        try:
+            encodings = rust.encode_batch(texts, add_special_tokens=False)
+        finally:
+            rust.encode_special_tokens = False
+        for row, (encoding, ids) in enumerate(zip(encodings, input_ids, strict=True)):
+            if truncate_to is not None:
+                encoding.truncate(truncate_to, direction=self.truncation_side)
+            if len(ids) > len(encoding):
+                pad_id = self.pad_token_id
+                encoding.pad(len(ids), direction=padding_side, pad_id=pad_id, pad_token=str(self.pad_token))
+            if encoding.ids != list(ids):
+                raise RuntimeError(
+                    f"text {row}: the Rust tokenizer's ids differ from tiktoken's ({len(encoding.ids)} vs {len(ids)} "
+                    "tokens); its encodings (tokens, offsets, words) would not match the ids"
+                )
+        return encodings
 
     # --- decoding -------------------------------------------------------------------------------------------
 
@@ -479,27 +553,12 @@ class GPTScratchTokenizer(PythonBackend):
     # --- saving ---------------------------------------------------------------------------------------------
 
     def bpe_merges(self) -> list[tuple[str, str]]:
-        """GPT-2's merge list, recovered from the ranks: the last merge BPE makes on each token's own bytes."""
-        ranks = self.encoding._mergeable_ranks
-        byte_encoder = bytes_to_unicode()
-        merges: list[tuple[str, str]] = [("", "")] * (len(ranks) - 256)
-        for token, rank in ranks.items():
-            if rank < 256:
-                continue
-            parts = [token[i : i + 1] for i in range(len(token))]
-            # Replay BPE on the token's bytes with only older merges: the two parts left are its merge.
-            while len(parts) > 2:
-                pair_ranks = [ranks.get(a + b, rank) for a, b in zip(parts, parts[1:], strict=False)]
-                best = min(range(len(pair_ranks)), key=pair_ranks.__getitem__)
-                if pair_ranks[best] >= rank:
-                    raise ValueError(f"token {token!r} (id {rank}) cannot be built from earlier merges")
-                parts[best : best + 2] = [parts[best] + parts[best + 1]]
-            first, second = ("".join(byte_encoder[b] for b in p) for p in parts)
-            merges[rank - 256] = (first, second)
-        return merges
+        """GPT-2's merge list, recovered from the ranks."""
+        return bpe_merges_from_ranks(self.encoding._mergeable_ranks)
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
-        """Write GPT-2's ``vocab.json`` and ``merges.txt``, the files transformers' GPT-2 tokenizer reads."""
+        """Write GPT-2's ``vocab.json`` and ``merges.txt``, the files transformers' GPT-2 tokenizer reads, and the
+        Rust tokenizer as ``tokenizer.json``: ``AutoTokenizer`` without this package loads it as a fast tokenizer."""
         if not os.path.isdir(save_directory):
             raise NotADirectoryError(f"save_vocabulary needs a folder, got {save_directory}")
         prefix = f"{filename_prefix}-" if filename_prefix else ""
@@ -509,7 +568,9 @@ class GPTScratchTokenizer(PythonBackend):
             json.dump(self.encoder, f, ensure_ascii=False)
         with open(merges_file, "w", encoding="utf-8") as f:
             f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self.bpe_merges()))
-        return vocab_file, merges_file
+        tokenizer_file = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["tokenizer_file"])
+        self._tokenizer.save(tokenizer_file)
+        return vocab_file, merges_file, tokenizer_file
 
 
 def register_auto_tokenizer() -> None:
@@ -527,6 +588,7 @@ def register_auto_tokenizer() -> None:
 __all__ = [
     "GPTScratchTokenizer",
     "GPT2VocabularyNotFoundError",
-    "OffsetsBatchEncoding",
+    "GPTScratchBatchEncoding",
+    "rust_tokenizer_from_ranks",
     "register_auto_tokenizer",
 ]

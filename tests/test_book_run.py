@@ -227,7 +227,8 @@ BOOK_CH05_EPOCH_9_SAMPLE = (
 BOOK_CH05_TOPK_SAMPLE = "Every effort moves you stand to work on surprise, a one of us had gone with random-"
 
 
-def test_chapter_5_first_evaluation_is_the_books_in_the_default_suite(tmp_path, capsys, monkeypatch):
+@pytest.mark.slow  # the 124M model: ~25 s on a quiet 2-core CPU (issue 22: the default suite stays tiny)
+def test_chapter_5_first_evaluation_is_the_books(tmp_path, capsys, monkeypatch):
     """The book's 124M model, its initial weights and first batches: its first log line, to the printed digit.
     (The run's final evaluation and 650 MB save are left out here: the slow tests below do the whole run.)"""
     from gpt_scratch.training import loop as training_module

@@ -62,7 +62,7 @@ def lm_folder(tmp_path_factory):
 def spam_run(lm_folder, tmp_path_factory):
     """One short book-style run (last block + final norm + head) on the spam set, inspected by several tests."""
     out = tmp_path_factory.mktemp("spam") / "run"
-    result = finetune_classifier(lm_folder, "sms-spam", tiny_training(out))
+    result = finetune_classifier(lm_folder, "sms-spam", tiny_training(out, final_eval_iter=20))
     return result, out
 
 
@@ -104,11 +104,13 @@ def test_spam_run_writes_summary_metrics_plots_and_trains_only_the_last_block(sp
     hp = summary["hyperparameters"]
     assert hp["split_sizes"] == {"train": 1045, "validation": 149, "test": 300}  # the book's split
     assert hp["max_length"] == 120 and hp["trainable"] == "last-block" and hp["positive_label"] == "spam"
-    # final metrics: the evaluate metric over the whole splits, recomputed here from the model's predictions
+    # final metrics: the evaluate metric over the first final_eval_iter (20) batches of 8 of each split (validation,
+    # 149 rows, whole), recomputed here from the model's predictions
     data = prepare_classification_data("sms-spam")
     model = result.model
     for split, prefix in (("train", "train"), ("validation", "val"), ("test", "test")):
-        expected = classification_metrics(predict(model, data.dataset[split]), data.dataset[split]["labels"])
+        rows = data.dataset[split].select(range(min(160, len(data.dataset[split]))))
+        expected = classification_metrics(predict(model, rows), rows["labels"])
         for metric in ("accuracy", "precision", "recall", "f1"):
             assert summary["metrics"][f"{prefix}_{metric}"] == pytest.approx(expected[metric])
     assert {"loss.png", "accuracy.png"} <= set(summary["plots"])
@@ -275,9 +277,9 @@ def test_gpt2_import_path_and_cli(tmp_path):
         "test_recall",
         "test_f1",
     } <= set(summary["metrics"])
-    assert evaluate_classifier(
+    assert evaluate_classifier(  # --final-eval-iter 1: the first batch of 8 of the test split
         GPTScratchForSequenceClassification.from_pretrained(out),
-        prepare_classification_data("sms-spam").dataset["test"],
+        prepare_classification_data("sms-spam").dataset["test"].select(range(8)),
     )["accuracy"] == pytest.approx(summary["metrics"]["test_accuracy"])
 
 

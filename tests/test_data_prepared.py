@@ -375,3 +375,51 @@ def test_sigkill_during_prepare_then_the_same_command_finishes_it(tmp_path):
     for split in ("train", "validation"):
         assert shard_ids(out, split).tolist() == shard_ids(tmp_path / "ref", split).tolist()
     assert not list(out.glob(".*"))
+
+
+# ---- Issue 22: one prepare at a time, values that cannot work refused ---------------------------------------------
+
+
+def test_a_second_prepare_into_the_folder_is_refused_and_touches_nothing(tmp_path, tokenizer, small_pieces):
+    import subprocess
+    import sys
+
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / ".train-000000.bin.tmp").write_bytes(b"\x01\x02")  # the first prepare's shard, being written
+    lock = out / ".prepare.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from filelock import FileLock; lock = FileLock({str(lock)!r}); lock.acquire(); "
+         "print('held', flush=True); import time; time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=f"{out} is being prepared by another run .*{lock}"):
+            prepare_corpus(["the-verdict"], out, tokenizer, progress_bar=False, **small_pieces)
+        assert (out / ".train-000000.bin.tmp").read_bytes() == b"\x01\x02"
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    (out / ".train-000000.bin.tmp").unlink()
+    prepare_corpus(["the-verdict"], out, tokenizer, progress_bar=False, **small_pieces)
+    assert not lock.exists()  # a finished prepare leaves no lock
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--num-proc", "0", "num_proc (--num-proc) must be a whole number >= 1, got 0"),
+        ("--shard-tokens", "-5", "shard_tokens (--shard-tokens) must be a whole number >= 1, got -5"),
+        ("--val-ratio", "1.0", "val_ratio (--val-ratio) must be in [0, 1) (0: no validation), got 1.0"),
+        ("--train-ratio", "0", "train_ratio (--train-ratio) must be in (0, 1] (1: no validation), got 0.0"),
+    ],
+)
+def test_prepare_refuses_values_that_cannot_work(tmp_path, capsys, flag, value, message):
+    from gpt_scratch.cli import main
+
+    out = tmp_path / "p"
+    assert main(["prepare", "the-verdict", "--output-dir", str(out), flag, value]) == 2
+    assert f"gpt-scratch prepare: error: {message}" in capsys.readouterr().err
+    assert not out.exists()  # nothing made, no lock left

@@ -33,6 +33,13 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
+# 1 vs 2 processes: the mean of a batch's gradients vs the mean of two half-batch means (DDP) sums the same numbers in
+# another order (~1e-7 relative); AdamW's m / sqrt(v) turns that into up to ~1e-5 on weights whose gradient is near
+# zero (1.08e-5 measured on an AVX2 EPYC, 3.4e-5 on an AVX-512 Xeon). A wrong window or a lost step moves the weights
+# by about the learning rate (4e-4) a step: 1e-4 tells the two apart. The same process count compares exactly.
+REASSOCIATION_ATOL = 1e-4
+
+
 def assert_same_weights(a: dict, b: dict, atol: float = 1e-6) -> None:
     assert a.keys() == b.keys()
     for name in a:
@@ -212,7 +219,7 @@ def test_two_processes_torchrun_match_one_process(tmp_path):
         "scripts/pretrain.py", *_ddp_flags(config, 2), "--output-dir", str(two),  # the script form; -m: below
     ]  # fmt: skip
     run_cli(*torchrun)
-    assert_same_weights(weights(one), weights(two), atol=1e-5)
+    assert_same_weights(weights(one), weights(two), atol=REASSOCIATION_ATOL)
     s1 = json.loads((one / "training_summary.json").read_text())
     s2 = json.loads((two / "training_summary.json").read_text())
     assert s1["tokens_seen"] == s2["tokens_seen"] == 6 * 4 * 32
@@ -230,7 +237,7 @@ def test_two_processes_accelerate_launch_match_one_process(tmp_path):
         "scripts/pretrain.py", *_ddp_flags(config, 2), "--output-dir", str(two),  # the README's recipe
     ]  # fmt: skip
     result = run_cli(*launch)
-    assert_same_weights(weights(one), weights(two), atol=1e-5)
+    assert_same_weights(weights(one), weights(two), atol=REASSOCIATION_ATOL)
     assert result.stdout.count("Done:") == 1  # only the main process prints
 
 

@@ -4,6 +4,7 @@ no resume is silently inexact (issue 12)."""
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 
@@ -426,3 +427,115 @@ def test_two_processes_resume_each_with_its_own_random_states(tmp_path):
     assert one.returncode == 2 and "num_processes: 2 -> 1" in one.stderr, one.stderr[-2000:]
     torchrun(out, "--resume", "--num-epochs", "2")
     assert_same_weights(weights(out), weights(tmp_path / "reference"))
+
+
+# ---- Only the files a run wrote are ever replaced or removed (issue 22) ------------------------------------------
+
+
+def user_files(folder) -> dict[str, bytes]:
+    """A folder of the user's own: names a run also writes, and a folder inside checkpoints/."""
+    files = {"README.md": b"# my notes", "config.json": b'{"mine": 1}', "vocab.json": b"{}",
+             "checkpoints/other/keep.txt": b"keep me"}  # fmt: skip
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return files
+
+
+def test_a_folder_holding_the_users_files_is_refused_even_with_overwrite(tmp_path):
+    out = tmp_path / "mine"
+    files = user_files(out)
+    for flags in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(
+            ValueError, match=r"files that gpt-scratch did not write .*README.md.*never replaces"
+        ):
+            run(out, **flags)
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == set(files)
+    assert all((out / name).read_bytes() == data for name, data in files.items())
+    assert not (out / "checkpoints" / LOCK_FILE).exists()  # a refused run leaves no lock behind
+
+    fresh = tmp_path / "fresh" / "run"
+    (fresh.parent).mkdir()
+    (fresh.parent / "keep.txt").write_text("x")
+    os.mkdir(fresh)
+    (fresh / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="notes.txt"):
+        run(fresh)
+    assert sorted(p.name for p in fresh.iterdir()) == ["notes.txt"]  # no checkpoints/ folder left either
+
+
+def test_overwrite_removes_only_the_runs_own_files(tmp_path):
+    out = tmp_path / "run"
+    run(out)
+    manifest = json.loads((out / "checkpoints" / "run_files.json").read_text())["files"]
+    assert {"model.safetensors", "config.json", "README.md", "training_summary.json", "metrics.jsonl",
+            "loss.png"} <= set(manifest)  # fmt: skip
+    assert "checkpoints/step-000004/model.safetensors" not in manifest  # the checkpoints' own structure
+    (out / "notes.txt").write_text("mine")
+    (out / "checkpoints" / "other").mkdir()
+    (out / "checkpoints" / "other" / "keep.txt").write_text("mine")
+    with pytest.raises(
+        ValueError, match=r"did not write for a run \(checkpoints/other/keep.txt, notes.txt\)"
+    ):
+        run(out, overwrite=True)
+    with pytest.raises(ValueError, match="notes.txt"):
+        run(out, num_epochs=2, resume=True)
+    assert (out / "model.safetensors").is_file() and (out / "checkpoints" / "step-000004").is_dir()
+    (out / "notes.txt").unlink()
+    shutil.rmtree(out / "checkpoints" / "other")
+    run(out, overwrite=True, model_overrides={"emb_dim": 16})
+    assert json.loads((out / "config.json").read_text())["emb_dim"] == 16
+
+
+def test_a_run_folder_of_an_older_version_without_its_file_list_is_still_recognised(tmp_path):
+    out = tmp_path / "run"
+    run(out)
+    (out / "checkpoints" / "run_files.json").unlink()  # as every run folder written before issue 22
+    run(out, num_epochs=2, resume=True)
+    (out / "checkpoints" / "run_files.json").unlink()
+    (out / "mine.txt").write_text("mine")
+    with pytest.raises(ValueError, match="mine.txt"):
+        run(out, overwrite=True)
+    (out / "mine.txt").unlink()
+    run(out, overwrite=True)
+
+
+def test_a_tampered_trainer_state_is_refused(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    stop_after_checkpoint(monkeypatch, 6)
+    with pytest.raises(KeyboardInterrupt):
+        run(out, num_epochs=2, checkpoint_every=2)
+    monkeypatch.undo()
+    path = out / "checkpoints" / "step-000006" / "trainer_state.json"
+    original = json.loads(path.read_text())
+    assert (original["step"], original["epoch"], original["batches_in_epoch"]) == (6, 1, 2)
+    for change, problem in [
+        ({"step": 5}, "step 5 in the checkpoint of step 6"),
+        ({"epoch": 99}, "epoch 99, batch 2 is not where step 6 stands"),
+        ({"batches_in_epoch": -3}, "batches_in_epoch -3 is not a count"),
+        ({"epoch": 0, "batches_in_epoch": 6}, "epoch 0, batch 6 is not where step 6 stands"),
+        ({"tokens_seen": "many"}, "tokens_seen 'many' is not a count"),
+    ]:
+        path.write_text(json.dumps({**original, **change}))
+        with pytest.raises(ValueError, match=f"{path} does not match its checkpoint: .*{problem}"):
+            run(out, num_epochs=2, checkpoint_every=2, resume=True)
+    path.write_text(json.dumps(original))
+    run(out, num_epochs=2, checkpoint_every=2, resume=True)
+
+
+def test_a_latest_link_to_an_outside_file_is_refused_without_echoing_it(tmp_path):
+    out = tmp_path / "run"
+    run(out)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("step-000004 password=hunter2 " * 20)
+    marker = out / "checkpoints" / "latest"
+    marker.unlink()
+    marker.symlink_to(secret)
+    with pytest.raises(ValueError, match="latest is a link") as error:
+        run(out, num_epochs=2, resume=True)
+    assert "hunter2" not in str(error.value)
+    marker.unlink()
+    marker.write_text("password=hunter2 " * 20)
+    with pytest.raises(ValueError, match="names something else") as error:
+        run(out, num_epochs=2, resume=True)
+    assert "hunter2" not in str(error.value)

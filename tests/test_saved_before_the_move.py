@@ -13,6 +13,7 @@ import torch
 from conftest import PROJECT_ROOT
 
 FOLDER = PROJECT_ROOT / "tests" / "data" / "run-e13a691"
+REFERENCE = FOLDER.with_name("run-e13a691.reference.json")  # what e13a691's code computed from the folder
 sys.path.insert(0, str(FOLDER.parent))
 from make_run_e13a691 import CONFIG, training_config, windows  # noqa: E402  (the fixture's own data and settings)
 
@@ -25,7 +26,7 @@ import gpt_scratch
 folder = sys.argv[1]
 model = AutoModelForCausalLM.from_pretrained(folder).eval()
 tokenizer = AutoTokenizer.from_pretrained(folder)
-prompt = torch.tensor(json.load(open(f"{folder}/reference.json"))["prompt"])
+prompt = torch.tensor(json.load(open(sys.argv[2]))["prompt"])
 with torch.no_grad():
     logits = model(input_ids=prompt).logits[0, -1].tolist()
     greedy = model.generate(prompt, max_new_tokens=5, do_sample=False)[0].tolist()
@@ -45,7 +46,7 @@ def run_folder(tmp_path):
 
 def test_the_saved_folder_loads_to_the_same_numbers_in_a_clean_process(run_folder):
     result = subprocess.run(
-        [sys.executable, "-c", LOAD, str(run_folder)],
+        [sys.executable, "-c", LOAD, str(run_folder), str(REFERENCE)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -53,7 +54,7 @@ def test_the_saved_folder_loads_to_the_same_numbers_in_a_clean_process(run_folde
     )
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
-    reference = json.loads((run_folder / "reference.json").read_text())
+    reference = json.loads(REFERENCE.read_text())
     assert loaded["module"] == "gpt_scratch.modeling_gpt_scratch"  # today's code, not the folder's copy
     torch.testing.assert_close(torch.tensor(loaded["logits"]), torch.tensor(reference["logits"]))
     assert loaded["greedy"] == reference["greedy"]

@@ -405,6 +405,113 @@ def test_offsets_of_a_padded_truncated_batch_equal_gpt2_fast(tok, hf_gpt2, side)
     assert [ours.word_ids(i) for i in range(3)] == [theirs.word_ids(i) for i in range(3)]
 
 
-def test_word_ids_without_offsets_is_a_clear_error(tok):
-    with pytest.raises(ValueError, match="return_offsets_mapping=True"):
-        tok("Hello").word_ids()
+# ---- what a fast tokenizer gives: encodings from the same vocabulary as a Rust tokenizers.Tokenizer ------------
+
+HARD_TEXTS = [
+    "naïve café, Ünïcödé ß ẞ Ω ℕ ﬁ ａｂｃ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    "emoji 🤗🦙👩‍👩‍👧‍👦 🇫🇷🇯🇵 👍🏽👍🏿 ❤️‍🔥",
+    "before<|endoftext|>after <|endoftext|> <|endoftext|><|endoftext|>",
+    " " * 300 + "x" + "\t" * 40 + "\n" * 70 + "   \r\n  \u00a0\u2003 end   ",
+    "مرحبا بالعالم עברית हिन्दी ไทย",
+]
+
+
+def book_texts(shared) -> list[str]:
+    """The book's texts: chapter 2's short story and chapter 7's instruction records."""
+    records = json.loads((shared / "data" / "instruction-data.json").read_text(encoding="utf-8"))
+    return [(shared / "data" / "the-verdict.txt").read_text(encoding="utf-8")] + [
+        "\n".join(str(v) for v in record.values()) for record in records
+    ]
+
+
+def test_the_rust_tokenizer_gives_tiktokens_ids_on_the_books_texts_and_hard_cases(tok, enc, shared):
+    texts = book_texts(shared) + HARD_TEXTS + TRICKY_TEXTS
+    rust = [e.ids for e in tok._tokenizer.encode_batch(texts, add_special_tokens=False)]
+    assert rust == enc.encode_batch(texts, allowed_special={"<|endoftext|>"})
+    assert tok(texts).input_ids == rust
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_encodings_without_offsets_equal_gpt2_fasts(tok, hf_gpt2, side):
+    """tokens(), word_ids(), char_to_token(), encodings[i].offsets: as GPT-2's fast tokenizer, padded and truncated,
+    without asking for offsets (made on first use from the Rust tokenizer)."""
+    texts = HARD_TEXTS + OFFSET_TEXTS
+    kwargs = dict(padding=True, truncation=True, max_length=40, padding_side=side)
+    ours, theirs = tok(texts, **kwargs), hf_gpt2(texts, **kwargs)
+    assert ours.input_ids == theirs.input_ids
+    for i, text in enumerate(texts):
+        assert ours.tokens(i) == theirs.tokens(i)
+        assert ours.word_ids(i) == theirs.word_ids(i)
+        assert ours.encodings[i].offsets == theirs.encodings[i].offsets
+        chars = [c for c in range(len(text)) if theirs.char_to_token(i, c) is not None or c % 3 == 0]
+        assert [ours.char_to_token(i, c) for c in chars] == [theirs.char_to_token(i, c) for c in chars]
+    one, gpt2_one = tok(HARD_TEXTS[1]), hf_gpt2(HARD_TEXTS[1])  # one text: no batch index
+    assert one.tokens() == gpt2_one.tokens() and one.char_to_token(7) == gpt2_one.char_to_token(7) == 5
+
+
+def test_encodings_are_made_only_when_asked_for(tok):
+    batch = tok(["Hello world", "tea?"], padding=True, return_tensors="pt")
+    assert batch.is_fast and batch.__dict__.get("_made_encodings") is None  # ids alone: tiktoken's speed
+    assert batch.tokens(0) == ["Hello", "Ġworld", "<|endoftext|>"]  # padded as the ids are
+    assert pickle.loads(pickle.dumps(batch)).tokens(1) == batch.tokens(1)
+
+
+def test_encodings_honour_split_special_tokens(tok, enc):
+    text = "a<|endoftext|>b"
+    split = tok(text, split_special_tokens=True)
+    assert split.input_ids == enc.encode_ordinary(text)
+    assert len(split.tokens()) == len(split.input_ids) and "<|endoftext|>" not in split.tokens()
+
+
+def test_assistant_tokens_mask_covers_the_responses_alone(tok, hf_gpt2):
+    """The Alpaca template's {% generation %} block: the mask is the response and its <|endoftext|>, as the book's
+    exercise 7.2 masks the prompt; GPT-2's fast tokenizer with the template gives the same mask."""
+    from gpt_scratch.tokenization_gpt_scratch import ALPACA_CHAT_TEMPLATE
+
+    conversations = [
+        [{"role": "system", "content": "Rewrite the sentence."}, {"role": "user", "content": "It is cold."},
+         {"role": "assistant", "content": "The weather is chilly. 🥶"}],
+        [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue"}],
+    ]  # fmt: skip
+    masks = {}
+    for name, tokenizer in (("ours", tok), ("gpt2", hf_gpt2)):
+        out = tokenizer.apply_chat_template(conversations, chat_template=ALPACA_CHAT_TEMPLATE, return_dict=True,
+                                            return_assistant_tokens_mask=True)  # fmt: skip
+        masks[name] = (out["input_ids"], out["assistant_masks"])
+    assert masks["ours"] == masks["gpt2"]
+    for ids, mask, conversation in zip(*masks["ours"], conversations, strict=True):
+        response = [i for i, m in zip(ids, mask, strict=True) if m]
+        assert tok.decode(response) == conversation[-1]["content"] + "<|endoftext|>"
+        assert mask == sorted(mask)  # the response closes the text: zeros, then ones
+
+
+TOKENIZER_JSON_WITHOUT_THE_PACKAGE = """
+import json, sys
+from transformers import PreTrainedTokenizerFast
+
+tokenizer = PreTrainedTokenizerFast.from_pretrained(sys.argv[1])
+texts = json.loads(sys.argv[2])
+print(json.dumps({"class": type(tokenizer).__name__, "is_fast": tokenizer.is_fast, "ids": tokenizer(texts).input_ids,
+                  "pad": tokenizer.pad_token, "template": tokenizer.chat_template is not None}))
+"""
+
+
+def test_saved_tokenizer_json_is_a_fast_tokenizer_without_the_package(tok, enc, tmp_path):
+    """Every saved folder holds tokenizer.json: transformers' generic fast tokenizer reads it in a clean process,
+    with tiktoken's ids. (AutoTokenizer itself asks for trust_remote_code once auto_map names our class.)"""
+    from gpt_scratch.tokenization_gpt_scratch import ALPACA_CHAT_TEMPLATE
+
+    tokenizer = GPTScratchTokenizer()
+    tokenizer.chat_template = ALPACA_CHAT_TEMPLATE
+    tokenizer.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "tokenizer.json").is_file()
+    texts = HARD_TEXTS + TRICKY_TEXTS
+    result = run_clean_python(TOKENIZER_JSON_WITHOUT_THE_PACKAGE, str(tmp_path / "saved"), json.dumps(texts),
+                              cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["class"] == "TokenizersBackend" and got["is_fast"] and got["template"]
+    assert got["pad"] == "<|endoftext|>"
+    assert got["ids"] == enc.encode_batch(texts, allowed_special={"<|endoftext|>"})
+    reloaded = GPTScratchTokenizer.from_pretrained(tmp_path / "saved")  # reads tokenizer.json, no rebuild
+    assert reloaded.tokenizer_file and reloaded(texts).tokens(3) == tok(texts).tokens(3)

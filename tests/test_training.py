@@ -173,3 +173,28 @@ def test_plot_losses_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="same length"):
         plot_losses([1, 2], [10], [1.0, 2.0], None, tmp_path / "x.png")
+
+
+def test_the_final_evaluation_is_bounded_by_default_and_whole_when_small(tmp_path):
+    """At scale the final metrics read the first 200 batches of each set (issue 22: a 3-step run on a 25 MB folder
+    spent 16 minutes on them); the book's sets, smaller than that, are read whole as the book's calc_loss_loader."""
+
+    class Counting(CausalLMTask):
+        batches = 0
+
+        def loss(self, model, batch):
+            Counting.batches += 1
+            return super().loss(model, batch)
+
+    assert TrainingConfig().final_eval_iter == 200
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(tiny_config(**TINY))
+    settings = dict(output_dir=str(tmp_path / "big"), batch_size=1, max_steps=1, eval_freq=100, eval_iter=1,
+                    progress_bar=False)  # fmt: skip
+    train(model, windows(500), windows(300, seed=1), TrainingConfig(**settings), Counting(None))
+    # 1 step + 1 evaluation after it (1 batch each of train and validation) + the final 200 + 200
+    assert Counting.batches == 1 + 2 + 400
+    Counting.batches = 0
+    small = {**settings, "output_dir": str(tmp_path / "small")}
+    train(model, windows(50), windows(30, seed=1), TrainingConfig(**small), Counting(None))
+    assert Counting.batches == 1 + 2 + 50 + 30

@@ -378,3 +378,169 @@ def test_executorch_static_cache_export_decodes_like_the_full_forward(pair):
                 for i in range(ids.shape[1])
             ]  # one token at a time through the exported static cache, as ExecuTorch's runner does
         torch.testing.assert_close(torch.stack(steps), full, atol=1e-5, rtol=1e-5, msg=type(model).__name__)
+
+
+# ---- 10. the keywords transformers passes: generate's tokenizer (stop strings), GPT-2's own ---------------------
+
+
+def test_forward_accepts_gpt2s_keywords_and_rejects_only_misspellings(pair):
+    gpt2, ours = pair
+    ids, types = random_ids(2, 7), random_ids(2, 7, seed=5)
+    with torch.no_grad():
+        for name in ("token_type_ids",):  # GPT-2 adds their token embedding: so do we
+            torch.testing.assert_close(ours(ids, **{name: types}).logits, gpt2(ids, **{name: types}).logits,
+                                       atol=1e-5, rtol=1e-5)  # fmt: skip
+        plain = gpt2(ids).logits
+        for model in pair:  # accepted as None, as GPT-2 accepts them
+            none_kwargs = dict(encoder_hidden_states=None, encoder_attention_mask=None, tokenizer=object())
+            torch.testing.assert_close(model(ids, **none_kwargs).logits, plain, atol=1e-5, rtol=1e-5)
+        # transformers 4's cache_position: the new tokens' positions, as GPT-2 read them
+        cache = ours(ids[:, :4], use_cache=True).cache
+        step = ours(ids[:, 4:], cache=cache, cache_position=torch.arange(4, 7)).logits
+        torch.testing.assert_close(step, plain[:, 4:], atol=1e-5, rtol=1e-5)
+    for model in pair:  # an encoder's states without cross-attention: refused by both
+        with pytest.raises(ValueError, match="cross"):
+            model(ids, encoder_hidden_states=torch.zeros(2, 3, SHAPE["n_embd"]))
+    with pytest.raises(ValueError, match="head_mask"):  # would change the result: never silently ignored
+        ours(ids, head_mask=torch.ones(SHAPE["n_layer"], SHAPE["n_head"]))
+    with pytest.raises(TypeError, match="token_typ_ids"):
+        ours(ids, token_typ_ids=types)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, one_thread) -> dict:
+    """A tiny gpt_scratch model with GPT-2's vocabulary, its folder (Alpaca chat template), and its save_gpt2
+    export loaded as GPT2LMHeadModel with transformers' own GPT-2 tokenizer."""
+    from transformers import AutoTokenizer
+
+    from gpt_scratch import GPTScratchTokenizer
+    from gpt_scratch.tokenization_gpt_scratch import ALPACA_CHAT_TEMPLATE
+
+    torch.manual_seed(0)
+    ours = GPTScratchForCausalLM(tiny_config(qkv_bias=True, tie_word_embeddings=True)).eval()
+    ours.generation_config.max_new_tokens = 7
+    folder, export = tmp_path_factory.mktemp("ours"), tmp_path_factory.mktemp("gpt2-export")
+    tokenizer = GPTScratchTokenizer()
+    tokenizer.chat_template = ALPACA_CHAT_TEMPLATE
+    ours.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    ours = GPTScratchForCausalLM.from_pretrained(folder).eval()
+    ours.save_gpt2(export)
+    gpt2 = GPT2LMHeadModel.from_pretrained(export).eval()
+    return dict(ours=ours, tokenizer=tokenizer, gpt2=gpt2, gpt2_tokenizer=AutoTokenizer.from_pretrained(export),
+                folder=folder, export=export)  # fmt: skip
+
+
+def test_stop_strings_through_generate_and_a_pipeline_as_gpt2(exported):
+    from transformers import pipeline
+
+    ours, gpt2 = exported["ours"], exported["gpt2"]
+    prompt = "Hello, do you like tea?"
+    inputs = exported["tokenizer"](prompt, return_tensors="pt")
+    free = gpt2.generate(**inputs, max_new_tokens=12, do_sample=False)
+    text = exported["gpt2_tokenizer"].decode(free[0, inputs.input_ids.shape[1] :])
+    stop = text[len(text) // 2 : len(text) // 2 + 2]  # two characters in the middle of what GPT-2 would write
+    runs = {}
+    for name, model, tokenizer in (("ours", ours, exported["tokenizer"]),
+                                   ("gpt2", gpt2, exported["gpt2_tokenizer"])):  # fmt: skip
+        stopped = model.generate(
+            **inputs, max_new_tokens=12, do_sample=False, stop_strings=[stop], tokenizer=tokenizer
+        )
+        generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+        piped = generator(prompt, max_new_tokens=12, do_sample=False, stop_sequence=stop)[0]["generated_text"]
+        runs[name] = (stopped.tolist(), piped)
+    assert runs["ours"] == runs["gpt2"]
+    stopped, piped = runs["ours"]
+    assert len(stopped[0]) < free.shape[1] and stop in piped and len(piped) < len(prompt + text)
+
+
+# ---- 11. a passed cache is always used ---------------------------------------------------------------------------
+
+
+def test_a_passed_cache_is_used_when_the_config_says_use_cache_false(pair):
+    """Trainer leaves config.use_cache=False after training: a cache passed to the forward is still used (GPT-2
+    too); use_cache only decides whether one is returned."""
+    ids = random_ids(2, 10)
+    results = []
+    for model in pair:
+        model.config.use_cache = False
+        try:
+            with torch.no_grad():
+                full = model(ids).logits
+                cache = model(ids[:, :6], use_cache=True).cache
+                step = model(ids[:, 6:], past_key_values=cache)
+        finally:
+            model.config.use_cache = True
+        torch.testing.assert_close(step.logits, full[:, 6:], atol=1e-5, rtol=1e-5)
+        assert step.cache is None and cache.get_seq_length() == 10  # used, extended, not returned
+        results.append(step.logits)
+    torch.testing.assert_close(results[0], results[1], atol=1e-5, rtol=1e-5)
+
+
+# ---- 12. save_gpt2 keeps the chat template and writes generation_config.json -----------------------------------
+
+
+def test_save_gpt2_keeps_the_chat_template_and_the_generation_config(exported):
+    from transformers import GenerationConfig
+
+    export = exported["export"]
+    assert GenerationConfig.from_pretrained(export).max_new_tokens == 7
+    assert exported["gpt2"].generation_config.max_new_tokens == 7
+    messages = [
+        {"role": "system", "content": "Rewrite the sentence."},
+        {"role": "user", "content": "It is cold."},
+    ]
+    ours, theirs = (tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                    for tok in (exported["tokenizer"], exported["gpt2_tokenizer"]))  # fmt: skip
+    assert theirs == ours and theirs.endswith("### Response:\n")
+
+
+# ---- 13. packed sequences (padding-free training): positions restart, sequences stay apart ----------------------
+
+
+def packed_row(lengths: list[int], seed: int = 7) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """One row of sequences of `lengths` back to back and its restarting position_ids; and each sequence."""
+    sequences = [random_ids(1, n, seed=seed + i) for i, n in enumerate(lengths)]
+    positions = torch.cat([torch.arange(n) for n in lengths])[None]
+    return torch.cat(sequences, dim=1), positions, sequences
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager", "flex_attention"])
+def test_packed_logits_equal_each_sequence_alone(pair, implementation):
+    """Longer in all than the context (48): the limit is on the positions. Each sequence attends only to itself
+    (create_causal_mask's block-diagonal mask from the restarting position_ids), as in GPT-2."""
+    gpt2, ours = pair
+    ids, positions, sequences = packed_row([30, 12, 25])
+    with torch.no_grad():
+        theirs = gpt2(ids, position_ids=positions, use_cache=False).logits[0]  # GPT-2 has no flex attention
+        ours.set_attn_implementation(implementation)
+        try:
+            packed = ours(ids, position_ids=positions, use_cache=False).logits[0]
+            alone = torch.cat([ours(s).logits[0] for s in sequences])
+        finally:
+            ours.set_attn_implementation("sdpa")
+    torch.testing.assert_close(packed, alone, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(packed, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_a_position_past_the_context_is_a_clear_error(pair):
+    _, ours = pair
+    with pytest.raises(
+        ValueError, match="Position 48 of position_ids exceeds the model's context_length of 48"
+    ):
+        ours(random_ids(1, 3), position_ids=torch.tensor([[0, 1, 48]]))
+
+
+def test_flattening_collator_batch_trains_like_separate_rows(pair):
+    """DataCollatorWithFlattening (padding-free) packs two examples in one row: its loss is theirs."""
+    from transformers import DataCollatorWithFlattening
+
+    _, ours = pair
+    examples = [{"input_ids": random_ids(1, n, seed=n)[0].tolist()} for n in (40, 30)]
+    batch = DataCollatorWithFlattening(return_tensors="pt")(examples)
+    assert batch["input_ids"].shape == (1, 70) and "attention_mask" not in batch
+    with torch.no_grad():
+        packed = ours(**batch, use_cache=False).loss
+        rows = [torch.tensor([e["input_ids"]]) for e in examples]
+        summed = sum(ours(r, labels=r).loss * (r.shape[1] - 1) for r in rows)
+    torch.testing.assert_close(packed, summed / 68, atol=1e-5, rtol=1e-5)

@@ -265,6 +265,30 @@ def test_generating_past_the_context_crops_it_as_the_books_generate(prompt_words
     tokenizer.save_pretrained(tmp_path / "lm")
     assert main(["generate", str(tmp_path / "lm"), "--prompt", prompt, "--max-new-tokens", "40"]) == 0
     assert capsys.readouterr().out.rstrip("\n") == text
+    if prompt_words == 3:  # values generate cannot honour are refused, naming the flag (issue 22)
+        for flag, value in (("--max-new-tokens", "-1"), ("--top-k", "0"), ("--top-p", "1.5")):
+            assert main(["generate", str(tmp_path / "lm"), flag, value, "--temperature", "1"]) == 2
+            assert (
+                f"error: {flag.removeprefix('--').replace('-', '_')} ({flag}) must be"
+                in capsys.readouterr().err
+            )
+
+
+@pytest.mark.needs_shared
+def test_no_progress_bar_silences_every_progress_bar(tmp_path, capfd):
+    import datasets
+    import transformers
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_config().to_diff_dict()))
+    flags = ["--config", str(config), "--max-steps", "1", "--final-eval-iter", "1"]
+    try:
+        assert main(["pretrain", *flags, "--no-progress-bar", "--output-dir", str(tmp_path / "quiet")]) == 0
+        err = capfd.readouterr().err
+        assert "it/s" not in err and "examples/s" not in err and "%|" not in err, err
+    finally:
+        datasets.enable_progress_bars()
+        transformers.utils.logging.enable_progress_bar()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -288,6 +312,7 @@ def test_missing_tokenizer_files_are_named(lm_folder, tmp_path, capsys):
     # A transformers tokenizer whose files are gone: transformers says "install sentencepiece or tiktoken", or
     # builds an empty vocabulary that encodes nothing
     (lm_folder / "vocab.json").unlink()
+    (lm_folder / "tokenizer.json").unlink()  # saved beside vocab.json + merges.txt: gone with them
     for tokenizer_class in ("PreTrainedTokenizerFast", "GPT2Tokenizer"):
         config = json.loads((lm_folder / "tokenizer_config.json").read_text())
         config.pop("auto_map", None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import errno
 import hashlib
 import json
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from gpt_scratch.data.corpora import CORPORA
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 FORMAT = "gpt_scratch.prepared"
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
+PREPARE_LOCK = ".prepare.lock"  # held while a prepare writes into the folder
 SPLITS = ("train", "validation")
 READ_BYTES = 1 << 20  # bytes read from a file at a time
 UNIT_CHARS = 1 << 20  # characters per unit of tokenization work (~250k GPT-2 tokens)
@@ -432,9 +435,17 @@ def prepare_corpus(
         val_ratio = 0.0005  # nanoGPT's OpenWebText split
     if train_ratio is None and val_ratio is None:
         train_ratio = 0.9
-    for name, value in (("train_ratio", train_ratio), ("val_ratio", val_ratio)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    if train_ratio is not None and not 0.0 < train_ratio <= 1.0:
+        raise ValueError(
+            f"train_ratio (--train-ratio) must be in (0, 1] (1: no validation), got {train_ratio}"
+        )
+    if val_ratio is not None and not 0.0 <= val_ratio < 1.0:
+        raise ValueError(f"val_ratio (--val-ratio) must be in [0, 1) (0: no validation), got {val_ratio}")
+    for name, value in (("num_proc", num_proc), ("shard_tokens", shard_tokens), ("unit_chars", unit_chars)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"{name} (--{name.replace('_', '-')}) must be a whole number >= 1, got {value!r}"
+            )
     tokenizer = tokenizer or GPTScratchTokenizer()
     identity = tokenizer_identity(tokenizer)
     output = Path(output_dir)
@@ -487,19 +498,43 @@ def prepare_corpus(
         "shard_tokens": shard_tokens,
         "unit_chars": unit_chars,
     }
-    meta = _start_or_continue(output, settings)
-    if meta["complete"]:
-        logger.info("%s is already prepared", output)
+    with _one_prepare_at_a_time(output):
+        meta = _start_or_continue(output, settings)
+        if meta["complete"]:
+            logger.info("%s is already prepared", output)
+            return meta
+        _init_worker(Encoder(tokenizer), identity["eos_token_id"], settings["dtype"])
+        for split in SPLITS:
+            if not meta["splits"][split]["complete"]:
+                _prepare_split(output, meta, split, segments(split), num_proc, progress_bar)
+        meta["complete"] = True
+        _write_json_atomic(output / META_FILE, meta)
         return meta
 
-    _init_worker(Encoder(tokenizer), identity["eos_token_id"], settings["dtype"])
-    for split in SPLITS:
-        if meta["splits"][split]["complete"]:
-            continue
-        _prepare_split(output, meta, split, segments(split), num_proc, progress_bar)
-    meta["complete"] = True
-    _write_json_atomic(output / META_FILE, meta)
-    return meta
+
+@contextlib.contextmanager
+def _one_prepare_at_a_time(output: Path) -> Iterator[None]:
+    """Hold OUTPUT/.prepare.lock while preparing: a second prepare into the folder is refused (the temporary shards
+    it would clear up are the first one's). The lock file goes when the prepare ends, done, refused or killed
+    by an exception (removed while still held), and a folder made for a prepare that wrote nothing goes too."""
+    created = not output.exists()
+    output.mkdir(parents=True, exist_ok=True)
+    lock_path = output / PREPARE_LOCK
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ValueError(
+            f"{output} is being prepared by another run (it holds the lock {lock_path}); wait for it to end, "
+            "or choose another --output-dir"
+        ) from None
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        lock.release()
+        if created and not any(output.iterdir()):
+            output.rmdir()
 
 
 def _describe_dataset(dataset, config, split, column, data_files, rows, fingerprint) -> dict[str, Any]:
@@ -541,7 +576,7 @@ def _start_or_continue(output: Path, settings: dict[str, Any]) -> dict[str, Any]
         if not meta["complete"]:
             logger.info("%s: continuing an interrupted prepare", output)
         return meta
-    if output.exists() and any(output.iterdir()):
+    if output.exists() and any(p.name != PREPARE_LOCK for p in output.iterdir()):
         raise FileExistsError(
             f"{output} exists and is not a prepared folder (no {META_FILE}): choose an empty folder"
         )

@@ -180,8 +180,14 @@ def generate_text(
     seed: int | None = None,
 ) -> str:
     """The prompt followed by up to `max_new_tokens` generated tokens (stopping at end-of-text)."""
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens (--max-new-tokens) must be >= 0, got {max_new_tokens}")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k (--top-k) must be >= 1, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p (--top-p) must be in (0, 1], got {top_p}")
     if seed is not None:
         torch.manual_seed(seed)
     input_ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model.device)

@@ -38,7 +38,7 @@ from hub_card import check_card
 IGNORE_PATTERNS = ["checkpoints", "checkpoints/*", "*/__pycache__/*", "__pycache__/*", "*.pyc", ".DS_Store"]
 # Uploaded: what a Hub user loads (config, weights, remote code, tokenizer, card) ...
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "*_gpt_scratch.py",
-               "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json",
+               "tokenizer_config.json", "tokenizer.json", "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json",
                "chat_template.jinja", "README.md")  # fmt: skip
 # ... and the run's record that the card shows (a pattern's "/" count must match: "*.png" is a top-level plot).
 RUN_RECORD_FILES = ("training_summary.json", "metrics.jsonl", "metrics.csv", "*.png",

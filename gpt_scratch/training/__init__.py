@@ -34,6 +34,7 @@ from gpt_scratch.training.loop import (
     prepare,
     process_state,
     run_folder,
+    silence_progress_bars,
     train,
 )
 from gpt_scratch.training.summary import SUMMARY_FILE, format_losses, update_summary, write_summary
@@ -62,6 +63,7 @@ __all__ = [
     "prepare",
     "process_state",
     "run_folder",
+    "silence_progress_bars",
     "train",
     "training_config_from_args",
     "update_summary",

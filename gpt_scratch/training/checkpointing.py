@@ -8,12 +8,15 @@
             rng_state_0.safetensors  each process's random states: torch (CPU, CUDA), numpy, python's random
             trainer_state.json       the loop's TrainState (step, epoch, batches, history)
         latest                       the name of the newest checkpoint (the two newest are kept)
+        run_files.json               every file this package wrote into OUTPUT_DIR for the run
         .lock                        held while a run writes into the folder (the `filelock` package)
 
 No pickle anywhere: tensors go into safetensors, everything else into JSON, so a tampered file is an error, never
 code that runs. A run starts with `claim_run_folder`: it takes the lock (a second run into the folder is refused),
 refuses to replace a finished or checkpointed run unless asked (`overwrite`), and with `resume` picks the newest
-checkpoint that reads back whole (an unreadable one is named; the previous one is used with a warning).
+checkpoint that reads back whole (an unreadable one is named; the previous one is used with a warning). Only files
+this package wrote for a run (run_files.json lists them) are ever replaced or removed: a folder that holds anything
+else is refused, `overwrite` or not.
 `load_checkpoint` refuses a resume whose arguments would change the run's trajectory, listing each change.
 """
 
@@ -28,6 +31,7 @@ import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +52,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_MARKER = "latest"
 LOCK_FILE = ".lock"
+RUN_MANIFEST = "run_files.json"
 TRAINER_STATE = "trainer_state.json"
 LOOP_STATE = "loop_state.json"
 MODEL_FILE = "model.safetensors"
@@ -57,8 +62,12 @@ KEEP_CHECKPOINTS = 2
 
 # A folder holds a run (never replaced unless asked) when it has one of these, or a checkpoint
 RUN_FILES = ("training_summary.json", "model.safetensors", "adapter_model.safetensors", "config.json")
-# What --overwrite removes besides the checkpoints (the new run rewrites the rest: tokenizer, card, plots)
-REPLACED_FILES = (*RUN_FILES, "metrics.jsonl", "metrics.csv")
+# A run folder written before run_files.json existed: the files a run of gpt-scratch wrote at its top level
+LEGACY_RUN_FILES = (
+    *RUN_FILES, "metrics.jsonl", "metrics.csv", "generation_config.json", "README.md", "tokenizer_config.json",
+    "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.json", "chat_template.jinja",
+    "adapter_config.json", "instruction-data-with-response.json", "*.png", "*_gpt_scratch.py",
+)  # fmt: skip
 # Arguments a resume may change: they decide what is evaluated, logged and saved, not the weights' trajectory
 MAY_CHANGE_ON_RESUME = {
     "output_dir", "eval_freq", "eval_iter", "final_eval_iter", "eval_batch_size",
@@ -116,8 +125,9 @@ def claim_run_folder(accelerator: Accelerator, config: TrainingConfig) -> tuple[
     lock: list[FileLock | None] = [None]
 
     def decide() -> str | None:
-        (output_dir / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
         lock_path = output_dir / CHECKPOINTS_DIR / LOCK_FILE
+        created = [p for p in (output_dir, lock_path.parent, lock_path) if not p.exists()]
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock[0] = FileLock(lock_path)
         try:
             lock[0].acquire(timeout=0)
@@ -128,6 +138,13 @@ def claim_run_folder(accelerator: Accelerator, config: TrainingConfig) -> tuple[
                 "or choose another --output-dir"
             ) from None
         try:
+            foreign = foreign_files(output_dir)
+            if foreign:
+                shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
+                raise ValueError(
+                    f"{output_dir} holds files that gpt-scratch did not write for a run ({shown}); it never "
+                    "replaces or removes them (not even with --overwrite): choose another --output-dir"
+                )
             held = run_contents(output_dir)
             if config.resume:
                 checkpoint = readable_checkpoint(output_dir)
@@ -136,6 +153,7 @@ def claim_run_folder(accelerator: Accelerator, config: TrainingConfig) -> tuple[
                         f"{output_dir} holds a run ({', '.join(held)}) but no checkpoint to resume from; pass "
                         "--overwrite instead of --resume to replace it, or choose another --output-dir"
                     )
+                record_run_files(output_dir)
                 return str(checkpoint) if checkpoint is not None else None
             if held and not config.overwrite:
                 raise ValueError(
@@ -145,9 +163,16 @@ def claim_run_folder(accelerator: Accelerator, config: TrainingConfig) -> tuple[
             if held:
                 print(f"Overwriting the run in {output_dir} ({', '.join(held)})")
                 _remove_run(output_dir)
+            record_run_files(output_dir)
             return None
         except BaseException:
             release_run_folder(lock[0])
+            if (
+                lock_path in created
+            ):  # a refused run leaves the folder as it found it: no lock, no empty folders
+                lock_path.unlink(missing_ok=True)
+                for folder in reversed(created[:-1]):
+                    _remove_if_empty(folder)
             raise
 
     checkpoint = _main_decides(accelerator, decide)
@@ -187,13 +212,88 @@ def clear_output_folder(output_dir: str | os.PathLike, overwrite: bool) -> None:
 
 
 def _remove_run(output_dir: Path) -> None:
-    """Remove the previous run's files before a new one writes any: a kill never leaves the two mixed."""
+    """Remove the previous run's files before a new one writes any: a kill never leaves the two mixed.
+
+    Only the files the run wrote (`foreign_files` is empty by now): the folder's lock stays, and a folder is
+    removed only when emptied."""
+    ours = sorted(set(_files_in(output_dir)) - {f"{CHECKPOINTS_DIR}/{LOCK_FILE}"}, reverse=True)
+    for name in ours:
+        (output_dir / name).unlink()
+    for name in ours:  # deepest first: step folders, then tracker folders
+        parent = (output_dir / name).parent
+        while parent != output_dir and parent != output_dir / CHECKPOINTS_DIR and _remove_if_empty(parent):
+            parent = parent.parent
+
+
+def _remove_if_empty(folder: Path) -> bool:
+    try:
+        folder.rmdir()
+        return True
+    except OSError:  # not empty, or gone
+        return False
+
+
+def _files_in(output_dir: Path) -> list[str]:
+    """Every file under `output_dir` (links included, never followed), as paths relative to it."""
+    files = []
+    for root, dirs, names in os.walk(output_dir):
+        here = Path(root)
+        names += [d for d in dirs if (here / d).is_symlink()]
+        files += [(here / name).relative_to(output_dir).as_posix() for name in names]
+    return sorted(files)
+
+
+def _ours_by_structure(name: str) -> bool:
+    """A path of the checkpoints/ structure itself: step folders (also those a kill left half-written)."""
+    parts = name.split("/")
+    if parts[0] != CHECKPOINTS_DIR or len(parts) < 2:
+        return False
+    top = parts[1]
+    if len(parts) == 2 and top in (
+        LOCK_FILE,
+        LATEST_MARKER,
+        RUN_MANIFEST,
+        f".{LATEST_MARKER}.tmp",
+        f".{RUN_MANIFEST}.tmp",
+    ):
+        return True
+    return bool(STEP_FOLDER.fullmatch(top.removeprefix(".tmp-"))) or (len(parts) > 2 and top == ".tmp-save")
+
+
+def foreign_files(output_dir: str | os.PathLike) -> list[str]:
+    """The files in `output_dir` that this package did not write for a run ([] for none).
+
+    Ours: those run_files.json lists and the checkpoints' own structure; in a folder of an older gpt-scratch
+    (no run_files.json, but a run's summary or checkpoints), the names such a run wrote at its top level. A saved
+    model's folder (config.json, model.safetensors, README.md) is not a run's: its files are foreign."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    manifest = output_dir / CHECKPOINTS_DIR / RUN_MANIFEST
+    if manifest.is_file() and not manifest.is_symlink():
+        try:
+            listed = set(json.loads(manifest.read_text())["files"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{manifest}: not the list of a run's files ({error})") from None
+        ours = lambda name: name in listed  # noqa: E731
+    elif (output_dir / "training_summary.json").is_file() or _step_folders(output_dir / CHECKPOINTS_DIR):
+        ours = lambda name: "/" not in name and any(fnmatch(name, p) for p in LEGACY_RUN_FILES)  # noqa: E731
+    else:
+        ours = lambda name: False  # noqa: E731
+    return [name for name in _files_in(output_dir) if not (ours(name) or _ours_by_structure(name))]
+
+
+def record_run_files(output_dir: str | os.PathLike) -> None:
+    """Write checkpoints/run_files.json: every file now in `output_dir` is the run's (the run folder was claimed
+    holding none of anyone else's). Called whenever the run has written files (claim, checkpoint, logs, summary)."""
+    output_dir = Path(output_dir)
     root = output_dir / CHECKPOINTS_DIR
-    for path in root.iterdir():
-        if path.name != LOCK_FILE:
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-    for name in REPLACED_FILES:
-        (output_dir / name).unlink(missing_ok=True)
+    if not root.is_dir():
+        return
+    files = [name for name in _files_in(output_dir) if not _ours_by_structure(name)]
+    tmp = root / f".{RUN_MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"files": files}, indent=1) + "\n")
+    os.replace(tmp, root / RUN_MANIFEST)
 
 
 def _main_decides(accelerator: Accelerator, decide: Callable[[], Any]) -> Any:
@@ -252,14 +352,19 @@ def readable_checkpoint(output_dir: str | os.PathLike) -> Path | None:
 
 
 def _check_latest_marker(root: Path) -> None:
+    """`latest` is a file of this checkpoints/ naming one of its step folders (its text is never echoed whole:
+    a link could point at any file)."""
     marker = root / LATEST_MARKER
+    if marker.is_symlink():
+        raise ValueError(f"{marker} is a link; a run's `latest` is a file naming one of its step folders")
     if not marker.is_file():
         return
-    name = marker.read_text().strip()
+    name = marker.read_text(errors="replace")[:64].strip()
     folder = root / name
     if not STEP_FOLDER.fullmatch(name) or (folder.exists() and folder.resolve().parent != root.resolve()):
+        shown = repr(name) if len(name) <= 32 and name.isprintable() else "something else"
         raise ValueError(
-            f"{marker} names {name!r}, which is not a step-NNNNNN folder of this run's {root}; "
+            f"{marker} names {shown}, which is not a step-NNNNNN folder of this run's {root}; "
             "a run resumes only its own checkpoints"
         )
 
@@ -350,6 +455,7 @@ def save_checkpoint(run: Run) -> Path:
         for folder in _step_folders(root):  # keep this one and the one before; any later is a stale branch
             if folder != final and folder not in older:
                 shutil.rmtree(folder, ignore_errors=True)
+        record_run_files(run.output_dir)
     accelerator.wait_for_everyone()
     return final
 
@@ -371,8 +477,43 @@ def load_checkpoint(run: Run, folder: Path) -> dict[str, Any]:
     if run.streaming:
         _load_stream_state(run, folder)
     state = json.loads((folder / TRAINER_STATE).read_text())
+    _check_trainer_state(state, loop_state, run, folder)
     run.resumes[-1]["step"] = state.get("step")
     return state
+
+
+def _check_trainer_state(state: dict[str, Any], loop_state: dict[str, Any], run: Run, folder: Path) -> None:
+    """trainer_state.json against the rest of its checkpoint: the folder's step, the learning-rate schedule's step
+    and, for a map-style dataset, the epoch and batch that step falls on. A hand-edited file is refused."""
+    counts = {name: state.get(name) for name in ("step", "epoch", "batches_in_epoch", "tokens_seen")}
+    problems = [
+        f"{name} {value!r} is not a count"
+        for name, value in counts.items()
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0
+    ]
+    if not problems:
+        step, epoch, batches = counts["step"], counts["epoch"], counts["batches_in_epoch"]
+        folder_step = int(folder.name.removeprefix("step-"))
+        scheduled = loop_state.get("scheduler", {}).get("last_epoch")
+        if step != folder_step:
+            problems.append(f"step {step} in the checkpoint of step {folder_step}")
+        if step != scheduled:
+            problems.append(f"step {step} where the learning-rate schedule took {scheduled} steps")
+        if run.steps_per_epoch:  # map-style: the step says which epoch and batch the run stood at
+            per_step = run.config.gradient_accumulation_steps
+            if (
+                batches >= len(run.train_loader)
+                or epoch * run.steps_per_epoch + -(-batches // per_step) != step
+            ):
+                problems.append(
+                    f"epoch {epoch}, batch {batches} is not where step {step} stands "
+                    f"({run.steps_per_epoch} steps per epoch)"
+                )
+    if problems:
+        raise ValueError(
+            f"{folder / TRAINER_STATE} does not match its checkpoint: {'; '.join(problems)} "
+            "(edited by hand?); resume from an intact checkpoint, or --overwrite to start again"
+        )
 
 
 def stream_state_file(folder: Path, process_index: int) -> Path:

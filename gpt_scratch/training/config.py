@@ -43,7 +43,11 @@ class TrainingConfig:
         5, "evaluate after the first optimizer step and every this many steps after (as the book)"
     )
     eval_iter: int | None = option(5, "batches per evaluation ('none': the whole loaders)")
-    final_eval_iter: int | None = option(None, "batches for the final metrics in the summary ('none': all)")
+    final_eval_iter: int | None = option(
+        200,
+        "batches of each set (train, validation, test) for the final metrics in the summary: the whole sets "
+        "when they are smaller, as the book's; 'none': the whole sets however large",
+    )
     seed: int = option(123, "random seed (model initialisation, shuffling, dropout)")
     batch_order: str = option(
         "book",

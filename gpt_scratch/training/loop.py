@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import shutil
@@ -71,6 +72,8 @@ from gpt_scratch.training.summary import (
     write_summary,
 )
 from gpt_scratch.training.tasks import Task
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -364,7 +367,9 @@ def finish(
     final = evaluate_model(run, task, run.config.final_eval_iter)
     if run.test_loader is not None:
         model.eval()
-        final |= evaluate(model, run.test_loader, task, accelerator, None, prefix="test_")
+        final |= evaluate(
+            model, run.test_loader, task, accelerator, run.config.final_eval_iter, prefix="test_"
+        )
     final |= task.derived_metrics(final)
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
@@ -561,10 +566,19 @@ def evaluate(
     stacked = torch.stack([totals, *(metric_totals[n] for n in names)])
     if accelerator.num_processes > 1:
         stacked = accelerator.reduce(stacked, reduction="sum")
+    if not stacked[0, 1] and prefix not in _EMPTY_WARNED:
+        _EMPTY_WARNED.add(prefix)  # once per set and process: the logs write null for these values
+        logger.warning(
+            "the %s set gave no batch to evaluate: its loss and metrics are not measured (null)",
+            prefix.rstrip("_") or "evaluation",
+        )
     results = {f"{prefix}loss": (stacked[0, 0] / stacked[0, 1]).item() if stacked[0, 1] else float("nan")}
     for row, name in zip(stacked[1:], names, strict=True):
         results[f"{prefix}{name}"] = (row[0] / row[1]).item() if row[1] else float("nan")
     return results
+
+
+_EMPTY_WARNED: set[str] = set()
 
 
 def _print_sample(model, tokenizer, task: Task, accelerator: Accelerator, write: Callable) -> None:
@@ -587,6 +601,17 @@ def run_folder(output_dir: str | None, resume: bool, workflow: str) -> str:
     if process_state().num_processes > 1:  # the main process's clock decides
         broadcast_object_list(box, from_process=0)
     return box[0]
+
+
+def silence_progress_bars(progress_bar: bool) -> None:
+    """progress_bar=False (--no-progress-bar): also datasets' bars (tokenizing, loading) and transformers' (saving
+    shards), for the rest of the process, as their own `disable_progress_bars()`; True leaves them as they are."""
+    if not progress_bar:
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
 
 def process_state() -> PartialState:

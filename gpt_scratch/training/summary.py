@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from gpt_scratch.hub import write_card
 from gpt_scratch.plotting import plot_losses, plot_values
-from gpt_scratch.training.checkpointing import TrainState
+from gpt_scratch.training.checkpointing import TrainState, record_run_files
 
 SUMMARY_FILE = "training_summary.json"
 
@@ -24,9 +25,10 @@ def write_summary(output_dir: str | os.PathLike, summary: dict[str, Any]) -> Pat
     """Write training_summary.json, then the model card (README.md, rendered by `hub_card`) from it."""
     path = Path(output_dir) / SUMMARY_FILE
     tmp = path.with_name(f".{SUMMARY_FILE}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    tmp.write_text(json.dumps(json_ready(summary), indent=2, default=str, allow_nan=False) + "\n")
     os.replace(tmp, path)  # whole or not at all
     write_card(output_dir, summary=json.loads(path.read_text()))
+    record_run_files(output_dir)
     return path
 
 
@@ -89,13 +91,25 @@ def _write_metric_logs(output_dir: Path, records: list[dict[str, Any]], rewrite:
     jsonl = output_dir / "metrics.jsonl"
     with jsonl.open("w" if rewrite else "a") as f:
         for record in records:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(json_ready(record), allow_nan=False) + "\n")
     rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with (output_dir / "metrics.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+    record_run_files(output_dir)
+
+
+def json_ready(value: Any) -> Any:
+    """`value` with every NaN or infinity as None: JSON has no NaN (json.dumps would write an invalid file)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value
 
 
 def format_losses(metrics: dict[str, float]) -> str:

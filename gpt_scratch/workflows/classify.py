@@ -51,6 +51,7 @@ from gpt_scratch.training import (
     add_training_arguments,
     process_state,
     run_folder,
+    silence_progress_bars,
     train,
     training_config_from_args,
     update_summary,
@@ -229,6 +230,7 @@ def finetune_classifier(
     `options.positive_label` (default: id 1) is the class whose precision / recall / F1 are reported.
     """
     training = training or book_training_config()
+    silence_progress_bars(training.progress_bar)
     options = options or ClassifyOptions()
     trainable, lora_rank, lora_alpha, balance = (
         options.trainable,
@@ -312,8 +314,9 @@ def finetune_classifier(
     if lora_rank:
         result.model = _save_lora_run(result.model, result.output_dir)
     metrics = final_metrics(
-        result.model, prepared, training.eval_batch_size or training.batch_size, positive_id
-    )
+        result.model, prepared, training.eval_batch_size or training.batch_size, positive_id,
+        training.final_eval_iter,
+    )  # fmt: skip
     result.summary = update_summary(result.output_dir, metrics)
     for split, name in (("train", "Training"), ("val", "Validation"), ("test", "Test")):
         print(f"{name} accuracy: {metrics[f'{split}_accuracy'] * 100:.2f}%")
@@ -321,13 +324,21 @@ def finetune_classifier(
 
 
 def final_metrics(
-    model: torch.nn.Module, prepared: ClassificationData, batch_size: int = 8, positive_label: int = 1
+    model: torch.nn.Module,
+    prepared: ClassificationData,
+    batch_size: int = 8,
+    positive_label: int = 1,
+    max_batches: int | None = None,
 ) -> dict[str, float]:
-    """{train,val,test}_accuracy over the whole splits, and with two classes {split}_{precision,recall,f1} of
-    `positive_label`; with more, {split}_{precision,recall,f1}_macro and per class {split}_{metric}[label name]."""
+    """{train,val,test}_accuracy over the splits (the first `max_batches` batches of each; None: the whole splits,
+    as the book's calc_accuracy_loader), and with two classes {split}_{precision,recall,f1} of `positive_label`;
+    with more, {split}_{precision,recall,f1}_macro and per class {split}_{metric}[label name]."""
     metrics = {}
     for split, prefix in (("train", "train"), ("validation", "val"), ("test", "test")):
-        result = evaluate_classifier(model, prepared.dataset[split], batch_size, positive_label)
+        data = prepared.dataset[split]
+        if max_batches is not None and len(data) > max_batches * batch_size:
+            data = data.select(range(max_batches * batch_size))
+        result = evaluate_classifier(model, data, batch_size, positive_label)
         for name, value in result.items():
             if name.endswith("_per_class"):
                 metric = name.removesuffix("_per_class")

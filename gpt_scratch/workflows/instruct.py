@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ from gpt_scratch.training import (
     format_losses,
     process_state,
     run_folder,
+    silence_progress_bars,
     train,
     training_config_from_args,
     update_summary,
@@ -278,6 +280,7 @@ def finetune_instructions(
     scores.
     """
     training = training or BOOK_TRAINING
+    silence_progress_bars(training.progress_bar)
     options = options or InstructOptions()
     judge = judge if judge is not None else options.judge()
     drop_rate, allowed_max_length, mask_prompt = (
@@ -475,15 +478,39 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="a fine-tuned model folder (e.g. a finetune-instructions run)")
-    parser.add_argument("--instruction", required=True, help="what to do")
+    parser.add_argument(
+        "folder",
+        help="a fine-tuned model folder (e.g. a finetune-instructions run); with --url, the model the server serves",
+    )
+    parser.add_argument("--instruction", help="what to do (without --url: required)")
     parser.add_argument("--input", default="", help="the instruction's input, if any")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="longest answer (default: 256)")
+    parser.add_argument(
+        "--url",
+        help="an OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1 of gpt-scratch serve): the answer comes "
+        "from there; without --instruction, a conversation of the lines typed (exit or end of input stops)",
+    )
     from gpt_scratch.generation.inference import add_quantize_argument
 
     add_quantize_argument(parser)
 
 
 def run_chat(args: argparse.Namespace) -> int:
+    if args.url:
+        from gpt_scratch.chat_client import chat_loop, stream_chat_completion
+
+        if args.instruction is None:
+            chat_loop(args.url, args.folder, sys.stdin, max_tokens=args.max_new_tokens)
+            return 0
+        messages = [{"role": "system", "content": args.instruction}]
+        messages += [{"role": "user", "content": args.input}] if args.input else []
+        for piece in stream_chat_completion(args.url, args.folder, messages, args.max_new_tokens):
+            print(piece, end="", flush=True)
+        print()
+        return 0
+    if args.instruction is None:
+        raise ValueError(
+            "--instruction is required to answer with a model folder (or give --url of a server)"
+        )
     print(chat(args.folder, args.instruction, args.input, args.max_new_tokens, args.quantize))
     return 0

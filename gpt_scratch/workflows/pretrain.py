@@ -32,8 +32,9 @@ from accelerate.utils import set_seed
 
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
 from gpt_scratch.convert import LoadedModel, add_model_source_arguments
+from gpt_scratch.data.corpora import file_fingerprint
 from gpt_scratch.data.describe import describe_data
-from gpt_scratch.data.prepare import load_source_dataset
+from gpt_scratch.data.prepare import _expand_data_files, load_source_dataset
 from gpt_scratch.data.prepared import PreparedCorpus, is_prepared_folder, max_steps_for_tokens
 from gpt_scratch.data.pretraining import Source, build_pretraining_datasets
 from gpt_scratch.data.streaming import StreamingWindows
@@ -49,6 +50,7 @@ from gpt_scratch.training import (
     format_losses,
     process_state,
     run_folder,
+    silence_progress_bars,
     train,
     training_config_from_args,
 )
@@ -125,6 +127,7 @@ def pretrain(
     Windows are `context_length` tokens with `options.stride` (default: context_length), targets shifted by one.
     """
     training = training or TrainingConfig()
+    silence_progress_bars(training.progress_bar)
     options = options or PretrainOptions()
     tokenizer = tokenizer or GPTScratchTokenizer()
     model, optimizer_state = None, None
@@ -168,6 +171,11 @@ def pretrain(
             options.dataset, options.dataset_config, _files(options), options.dataset_split
         )
     if options.streaming:
+        if training.num_epochs != TrainingConfig.num_epochs:
+            raise ValueError(
+                f"a stream has no epochs (num_epochs={training.num_epochs}, --num-epochs): its length is "
+                "--max-steps or --max-tokens"
+            )
         splits = streaming_datasets(options, tokenizer, model_config.context_length, training)
     elif isinstance(corpus, (str, os.PathLike)) and is_prepared_folder(corpus):
         prepared = PreparedCorpus(corpus, tokenizer)
@@ -314,6 +322,8 @@ def describe_dataset_source(options: PretrainOptions) -> dict[str, Any]:
         "config": options.dataset_config,
         "split": options.dataset_split,
         "data_files": _files(options),
+        # local files by size and content: a resumed run refuses files that changed under it
+        "files": [file_fingerprint(f) for f in _expand_data_files(_files(options)) or []],
         "streaming": options.streaming,
         "val_ratio": options.val_ratio if options.streaming else None,
     }

@@ -5,7 +5,7 @@
 
 A tiny model (a 128-token vocabulary, so the folder stays small) trained 2 steps on random ids, with the GPT-2
 tokenizer saved beside it (its vocab.json and merges.txt removed: without them it reads the same BPE from the
-tiktoken cache). `reference.json` holds what that code computed from the saved weights: the logits of one input
+tiktoken cache). `run-e13a691.reference.json` (beside it) holds what that code computed from the saved weights: the logits of one input
 and 5 greedy tokens; tests/test_layout.py checks the moved code loads the folder to the same numbers.
 """
 
@@ -53,4 +53,5 @@ if __name__ == "__main__":
         logits = saved(input_ids=torch.tensor(PROMPT)).logits
         greedy = saved.generate(torch.tensor(PROMPT), max_new_tokens=5, do_sample=False)
     reference = {"prompt": PROMPT, "logits": logits[0, -1].tolist(), "greedy": greedy[0].tolist()}
-    (output_dir / "reference.json").write_text(json.dumps(reference) + "\n")
+    # beside the run folder, not in it: a run folder holds only the run's files (issue 22)
+    output_dir.with_name(f"{output_dir.name}.reference.json").write_text(json.dumps(reference) + "\n")
