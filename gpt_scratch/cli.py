@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     ),
     "chat": ("gpt_scratch.workflows.instruct", "add_chat_arguments", "run_chat", "answer an instruction with a saved model, or chat with a server (--url)"),
     "serve": ("gpt_scratch.serve", "add_arguments", "run", "serve a saved model with transformers' OpenAI-compatible server"),
+    "convert": (
+        "gpt_scratch.convert", "add_arguments", "run", "the book's .pth or nanoGPT's ckpt.pt in as a model folder, and back",
+    ),
     "push": ("gpt_scratch.hub.push", "add_arguments", "run", "validate a saved folder and upload it to the Hub"),
 }  # fmt: skip
 

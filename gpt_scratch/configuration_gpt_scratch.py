@@ -34,6 +34,8 @@ class GPTScratchConfig(PreTrainedConfig):
         drop_rate: dropout on embeddings, attention weights and both residual branches.
         qkv_bias: whether the query/key/value projections have a bias (GPT-2: yes; the book's training: no).
         layer_norm_eps: epsilon of the layer norms (GPT-2 and the book: 1e-5).
+        gelu_approximate: the GELU of the feed-forward, as ``F.gelu``'s ``approximate``: ``"tanh"`` (GPT-2 and the
+            book) or ``"none"`` (the exact erf form, nanoGPT's ``nn.GELU()``).
         initializer_range: standard deviation of GPT-2's normal initialisation.
         initializer_style: ``"gpt2"`` (GPT-2's normal initialisation, the default) or ``"book"`` (PyTorch's
             defaults, as the book's ``GPTModel``: embeddings N(0, 1), Linear layers Kaiming-uniform, drawn in the
@@ -57,6 +59,7 @@ class GPTScratchConfig(PreTrainedConfig):
     drop_rate: float = 0.1
     qkv_bias: bool = False
     layer_norm_eps: float = 1e-5
+    gelu_approximate: str = "tanh"
     initializer_range: float = 0.02
     initializer_style: str = "gpt2"
     use_cache: bool = True
@@ -76,6 +79,10 @@ class GPTScratchConfig(PreTrainedConfig):
             )
         if not 0.0 <= float(self.drop_rate) < 1.0:
             raise ValueError(f"GPTScratchConfig.drop_rate must be in [0, 1), got {self.drop_rate!r}")
+        if self.gelu_approximate not in ("tanh", "none"):
+            raise ValueError(
+                f"GPTScratchConfig.gelu_approximate must be 'tanh' or 'none', got {self.gelu_approximate!r}"
+            )
         if self.initializer_style not in INITIALIZER_STYLES:
             raise ValueError(
                 f"GPTScratchConfig.initializer_style must be one of {', '.join(INITIALIZER_STYLES)}, "

@@ -36,9 +36,16 @@ def gpt2_config_to_scratch(gpt2: dict, **overrides) -> GPTScratchConfig:
         tie_word_embeddings=gpt2.get("tie_word_embeddings", True),
         **overrides,
     )
-    shape = {k: getattr(config, k) for k in ("emb_dim", "n_layers", "n_heads", "qkv_bias")}
-    config.preset = next((name for name, p in PRESETS.items() if shape.items() <= p.items()), None)
+    config.preset = matching_preset(config, ("emb_dim", "n_layers", "n_heads", "qkv_bias"))
     return config
+
+
+def matching_preset(config: GPTScratchConfig, fields: tuple[str, ...] = ()) -> str | None:
+    """The name of the preset whose ``fields`` (default: all of a preset's) ``config`` has, else None."""
+    for name, preset in PRESETS.items():
+        if all(getattr(config, k) == v for k, v in preset.items() if not fields or k in fields):
+            return name
+    return None
 
 
 def _gpt2_names(n_layers: int) -> list[tuple[str, str, bool]]:
@@ -194,6 +201,7 @@ def save_gpt2(model, folder: str | os.PathLike, chat_template: str | None = None
 
 __all__ = [
     "gpt2_config_to_scratch",
+    "matching_preset",
     "gpt2_to_scratch_state_dict",
     "scratch_to_gpt2_state_dict",
     "read_tensors",

@@ -8,7 +8,8 @@ interface (``config._attn_implementation``: ``eager`` is the book's masked softm
 ``torch.export`` trace the forward without data-dependent branches.
 
 This file imports nothing from the rest of the package but its configuration and, inside ``from_gpt2`` /
-``save_gpt2``, the GPT-2 conversion beside it (which writes GPT-2's tokenizer files with the tokenizer file):
+``save_gpt2`` / ``save_book`` / ``save_nanogpt``, the conversions beside it (the GPT-2 one writes GPT-2's tokenizer
+files with the tokenizer file):
 ``save_pretrained`` ships all of them for ``trust_remote_code`` loading.
 """
 
@@ -94,10 +95,15 @@ class LayerNorm(nn.Module):
 
 
 class GELU(nn.Module):
-    """0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))): GPT-2's tanh approximation."""
+    """0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))): GPT-2's tanh approximation (the book's); with
+    ``approximate="none"`` the exact 0.5 * x * (1 + erf(x / sqrt(2))) of nanoGPT's ``nn.GELU()``."""
+
+    def __init__(self, approximate: str = "tanh"):
+        super().__init__()
+        self.approximate = approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gelu(x, approximate="tanh")
+        return F.gelu(x, approximate=self.approximate)
 
 
 class FeedForward(nn.Module):
@@ -106,7 +112,9 @@ class FeedForward(nn.Module):
     def __init__(self, cfg: GPTScratchConfig):
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim), GELU(), nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
+            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim),
+            GELU(cfg.gelu_approximate),
+            nn.Linear(4 * cfg.emb_dim, cfg.emb_dim),
         )
         self.layers[2].writes_residual = True  # GPT-2 initialises it with a smaller std (see _init_weights)
 
@@ -462,6 +470,18 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
 
         save_gpt2(self, folder, chat_template)
 
+    def save_book(self, path: str | os.PathLike) -> None:
+        """Write the book's ``GPTModel`` state dict (``model.pth``) and its ``cfg`` as JSON beside it."""
+        from .conversion_book_nanogpt_gpt_scratch import save_book
+
+        save_book(self, path)
+
+    def save_nanogpt(self, path: str | os.PathLike) -> None:
+        """Write a nanoGPT ``ckpt.pt`` (``model``, ``model_args``, ...) that nanoGPT's ``GPT`` loads strictly."""
+        from .conversion_book_nanogpt_gpt_scratch import save_nanogpt
+
+        save_nanogpt(self, path)
+
 
 class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
     """Chapter 6: the output head replaced by a ``num_labels`` head read at the last non-padding token."""
@@ -509,6 +529,12 @@ class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
         if num_items_in_batch is None:
             return per_example.mean()
         return per_example.sum() / torch.as_tensor(num_items_in_batch, device=per_example.device)
+
+    def save_book(self, path: str | os.PathLike) -> None:
+        """Write the book's chapter 6 classifier state dict (``out_head`` of num_labels rows) and its ``cfg``."""
+        from .conversion_book_nanogpt_gpt_scratch import save_book
+
+        save_book(self, path)
 
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")

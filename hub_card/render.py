@@ -165,7 +165,7 @@ def render_model_card(
 
     task = summary.get("task")
     what = {"pretraining": "pretrained", "classification": "fine-tuned for text classification",
-            "instruction": "instruction fine-tuned"}.get(task, "")  # fmt: skip
+            "instruction": "instruction fine-tuned", "conversion": "converted"}.get(task, "")  # fmt: skip
     size = f" of {parameters['total']:,} parameters" if parameters.get("total") else ""
     summary_line = f"A GPT model{size}, {what or 'saved'} with `gpt_scratch`."
     labels = sorted((int(i), label) for i, label in (config.get("id2label") or {}).items())
@@ -197,6 +197,8 @@ def render_model_card(
             for d in summary.get("datasets") or []
         ],  # fmt: skip
         base_model=summary.get("base_model"),
+        base_model_verb="Pretraining continued from" if task == "pretraining" else "Fine-tuned from",
+        origin_rows=[(key, format_value(value)) for key, value in (summary.get("origin") or {}).items()],
         hyperparameters=hyperparameter_rows(summary.get("hyperparameters") or {}),
         run_rows=run_rows,
         metrics=[(k, format_value(v)) for k, v in (summary.get("metrics") or {}).items()],

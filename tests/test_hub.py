@@ -290,7 +290,7 @@ def test_dry_run_lists_files_and_uploads_nothing(saved, tmp_path, offline_hub, c
     (folder / "checkpoints" / "step-100").mkdir(parents=True)
     torch.save({"optimizer": 1}, folder / "checkpoints" / "step-100" / "optimizer.pt")
     (folder / "metrics.jsonl").write_text('{"step": 1, "train_loss": 10.9}\n')
-    expected = ["README.md", "config.json", "configuration_gpt_scratch.py", "conversion_gpt_scratch.py", "loss.png", "merges.txt",
+    expected = ["README.md", "config.json", "configuration_gpt_scratch.py", "conversion_book_nanogpt_gpt_scratch.py", "conversion_gpt_scratch.py", "loss.png", "merges.txt",
                 "metrics.jsonl", "model.safetensors", "modeling_gpt_scratch.py", "tokenization_gpt_scratch.py",
                 "tokenizer.json", "tokenizer_config.json", "training_summary.json", "vocab.json"]  # fmt: skip
     assert validate_folder(folder) == []  # the pickled optimizer state in checkpoints/ is never uploaded
@@ -391,7 +391,7 @@ def test_write_card_option_fills_in_a_missing_card(saved, tmp_path, offline_hub)
     assert offline_hub == []
 
 
-MODEL_AND_RECORD = ["README.md", "config.json", "configuration_gpt_scratch.py", "conversion_gpt_scratch.py", "loss.png",
+MODEL_AND_RECORD = ["README.md", "config.json", "configuration_gpt_scratch.py", "conversion_book_nanogpt_gpt_scratch.py", "conversion_gpt_scratch.py", "loss.png",
                     "merges.txt", "model.safetensors", "modeling_gpt_scratch.py", "tokenization_gpt_scratch.py",
                     "tokenizer.json", "tokenizer_config.json", "training_summary.json", "vocab.json"]  # fmt: skip
 SECRETS = [".env", ".huggingface/token", "deploy.pem", "token"]

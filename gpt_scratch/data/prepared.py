@@ -5,6 +5,7 @@ nanoGPT's `get_batch` on memory-mapped shards, as torch Datasets:
     data = PreparedCorpus("data/mine", tokenizer)                      # refuses another tokenizer / format
     train = data.windows("train", max_length=1024, sampling="random", seed=123)
     val = data.windows("validation", max_length=1024)                  # sequential, stride = max_length
+    PreparedCorpus("nanoGPT/data/openwebtext")                        # nanoGPT's train.bin / val.bin, as they are
 
 The windows are map-style torch Datasets whose index -> window is a pure function (sequential: offset
 `i * stride`, the book's `GPTDatasetV1`; random: an offset drawn from a counter-based hash of (seed, epoch, i),
@@ -39,6 +40,9 @@ class PreparedCorpus:
     def __init__(self, folder: str | os.PathLike, tokenizer: Any = None):
         self.folder = Path(folder)
         path = self.folder / META_FILE
+        if is_nanogpt_folder(self.folder):
+            self.meta = nanogpt_meta(self.folder)
+            return
         if not path.is_file():
             raise FileNotFoundError(
                 f"{self.folder}: not a prepared folder (no {META_FILE}); make one with `gpt-scratch prepare`"
@@ -172,7 +176,37 @@ class RandomWindows(torch.utils.data.Dataset):
 
 
 def is_prepared_folder(path: str | os.PathLike) -> bool:
-    return (Path(path) / META_FILE).is_file()
+    return (Path(path) / META_FILE).is_file() or is_nanogpt_folder(path)
+
+
+# nanoGPT's prepare.py (openwebtext, shakespeare): train.bin and val.bin, uint16 GPT-2 ids, no meta.json
+NANOGPT_FILES = {"train": "train.bin", "validation": "val.bin"}
+
+
+def is_nanogpt_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / "train.bin").is_file() and not (Path(path) / META_FILE).is_file()
+
+
+def nanogpt_meta(folder: Path) -> dict[str, Any]:
+    """The meta.json a nanoGPT data folder lacks: each split one shard of uint16 GPT-2 ids (tiktoken's gpt2, the
+    documents joined by <|endoftext|>), memory-mapped as it is. A character-level folder (meta.pkl) is refused."""
+    if (folder / "meta.pkl").exists():
+        raise ValueError(
+            f"{folder}: holds meta.pkl, nanoGPT's character-level vocabulary (e.g. shakespeare_char): its ids are "
+            "not GPT-2's; prepare the text with `gpt-scratch prepare` instead"
+        )
+    splits = {}
+    for split, name in NANOGPT_FILES.items():
+        size = (folder / name).stat().st_size if (folder / name).is_file() else 0
+        if size % 2:
+            raise ValueError(f"{folder / name}: {size} bytes, not a whole number of uint16 token ids")
+        shards = [{"file": name, "tokens": size // 2}] if size else []
+        splits[split] = {"tokens": size // 2, "shards": shards}
+    return {
+        "format": "nanogpt", "dtype": "uint16", "complete": True, "splits": splits,
+        "tokenizer": {"name": "gpt2", "vocab_size": 50257},
+        "sources": [{"name": folder.name, "file": "train.bin, val.bin", "sha256": None, "format": "nanoGPT"}],
+    }  # fmt: skip
 
 
 def max_steps_for_tokens(max_tokens: int, tokens_per_step: int) -> int:

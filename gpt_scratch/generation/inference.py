@@ -83,9 +83,12 @@ def load_model(
     from_gpt2: bool = False,
     drop_rate: float | None = None,
     quantize: str | None = None,
+    n_heads: int | None = None,
 ) -> tuple[Any, Any]:
     """A causal LM (eval mode) and its tokenizer: a folder written by `save_pretrained`, or with `from_gpt2` a
-    Hugging Face GPT-2 checkpoint (folder or Hub id, e.g. `openai-community/gpt2-medium`) with GPT-2's tokenizer.
+    Hugging Face GPT-2 checkpoint (folder or Hub id, e.g. `openai-community/gpt2-medium`) with GPT-2's tokenizer;
+    a weights file or a Hub id is read by `gpt_scratch.convert.load_source` (the book's .pth, nanoGPT's ckpt.pt;
+    `n_heads` where it does not say), with GPT-2's tokenizer.
 
     `drop_rate` overrides the model's dropout. A folder without tokenizer files gets GPT-2's tokenizer.
     `quantize` ("int8" or "bf16", see `gpt_scratch.quantize`) shrinks the weights for decoding.
@@ -103,6 +106,13 @@ def load_model(
     if from_gpt2:
         return GPTScratchForCausalLM.from_gpt2(source, **overrides).eval(), GPTScratchTokenizer()
     folder = Path(source)
+    if not folder.is_dir():
+        from gpt_scratch.convert import load_source
+
+        model = load_source(source, n_heads=n_heads, **overrides).model
+        if not isinstance(model, GPTScratchForCausalLM):
+            raise ValueError(f"{source}: a {type(model).__name__}, not a causal language model")
+        return model, GPTScratchTokenizer(model_max_length=model.config.context_length)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
             f"{folder}: no config.json here; give a folder written by save_pretrained "

@@ -80,6 +80,8 @@ NOT_COMPARED = {
     "resume", "overwrite", "transformers_version", "_name_or_path", "architectures", "output_attentions",
     "output_hidden_states", "return_dict", "use_cache",
 }  # fmt: skip
+# Arguments added since earlier checkpoints were written, with the value every earlier run had
+ADDED_ARGUMENTS = {"model_config.gelu_approximate": "tanh", "resume_optimizer": False}
 
 
 @dataclass
@@ -187,6 +189,26 @@ def run_contents(output_dir: str | os.PathLike) -> list[str]:
     output_dir = Path(output_dir)
     held = [name for name in RUN_FILES if (output_dir / name).exists()]
     return held + [f"{CHECKPOINTS_DIR}/{p.name}" for p in _step_folders(output_dir / CHECKPOINTS_DIR)]
+
+
+def clear_output_folder(output_dir: str | os.PathLike, overwrite: bool) -> None:
+    """For a verb that writes a model folder in one go (e.g. `convert`): a folder that holds anything is refused
+    unless `overwrite`, which removes the run it holds (as `claim_run_folder` does) before the new files go in."""
+    output_dir = Path(output_dir)
+    held = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
+    if held and not overwrite:
+        shown = ", ".join(held[:5]) + (f", ... ({len(held)} entries)" if len(held) > 5 else "")
+        raise ValueError(
+            f"{output_dir} already holds files ({shown}): pass --overwrite to replace them, or choose another "
+            "--output-dir"
+        )
+    if held:
+        print(f"Overwriting {output_dir} ({', '.join(run_contents(output_dir)) or 'no run'})")
+        checkpoints = output_dir / CHECKPOINTS_DIR
+        checkpoints.mkdir(exist_ok=True)
+        _remove_run(output_dir)
+        if not any(checkpoints.iterdir()):  # (a lock stays: a run may hold it)
+            checkpoints.rmdir()
 
 
 def _remove_run(output_dir: Path) -> None:
@@ -524,6 +546,7 @@ def check_resumable(
     """The changes between a checkpoint's arguments and the resuming run's that may change ({name: [old, new]});
     an error listing each change that would make the run another one (learning rate, batch, data, model...)."""
     before, after = _flat(old), _flat(new)
+    before |= {k: v for k, v in ADDED_ARGUMENTS.items() if k not in before and k in after}
     changed = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
                if before.get(k) != after.get(k)}  # fmt: skip
     allowed = MAY_CHANGE_ON_RESUME | (RUN_LENGTH if config.lr_schedule == "constant" else set())

@@ -135,14 +135,21 @@ BOOK_RUNS: dict[str, TrainingConfig] = {
 
 
 def add_base_model_arguments(parser: Any, book_gpt2: str) -> None:
-    """The fine-tuning workflows' starting point: `--model FOLDER` or `--from-gpt2 PATH_OR_HUB_ID` (one required)."""
+    """The fine-tuning workflows' starting point: `--model SOURCE` (`--n-heads` where it does not say) or
+    `--from-gpt2 PATH_OR_HUB_ID` (one required)."""
+    from gpt_scratch.convert import add_model_source_arguments
+
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--model", help="a pretrained gpt_scratch folder (e.g. the output of `gpt-scratch pretrain`)"
+        "--model",
+        metavar="SOURCE",
+        help="the model to start from: a gpt_scratch folder (e.g. a `gpt-scratch pretrain` run), a GPT-2 folder or "
+        "Hub id, the book's .pth, nanoGPT's ckpt.pt (anything `gpt-scratch convert` reads)",
     )
     source.add_argument(
         "--from-gpt2", metavar="PATH_OR_HUB_ID", help=f"a Hugging Face GPT-2 checkpoint (book: {book_gpt2})"
     )
+    add_model_source_arguments(parser)
 
 
 def add_training_arguments(parser: Any, defaults: TrainingConfig | None = None) -> None:

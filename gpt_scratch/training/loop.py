@@ -134,12 +134,14 @@ def train(
     base_model: str | None = None,
     datasets: list[dict[str, Any]] | None = None,
     extra_hyperparameters: dict[str, Any] | None = None,
+    optimizer_state: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> TrainResult:
     """Train `model` on `train_dataset` with `task`'s loss; see the module docstring for what it writes.
 
     `test_dataset`, when given, is evaluated once at the end (loss and the task's metrics -> `test_*` in the
     summary). `base_model` and `datasets` ([{"name", "file", "sha256"}]) go into `training_summary.json`,
-    `extra_hyperparameters` (e.g. the model preset) into its "hyperparameters".
+    `extra_hyperparameters` (e.g. the model preset) into its "hyperparameters". `optimizer_state` ({parameter name:
+    AdamW's state}, e.g. the book's moments from `gpt_scratch.convert`) starts AdamW where another trainer left it.
     """
     start_time = time.time()
     hyperparameters = {**dataclasses.asdict(config), **(extra_hyperparameters or {})}
@@ -151,7 +153,7 @@ def train(
         arguments["model_config"] = model_config.to_dict()  # every field, not only those off the defaults
     run = prepare(
         model, train_dataset, val_dataset, config, test_dataset=test_dataset, collate_fn=collate_fn,
-        arguments=arguments,
+        arguments=arguments, optimizer_state=optimizer_state,
     )  # fmt: skip
     hyperparameters["batch_order"] = run.config.batch_order  # the order used (several processes: "seedable")
     try:
@@ -174,6 +176,7 @@ def prepare(
     test_dataset: Any | None = None,
     collate_fn: Callable | None = None,
     arguments: dict[str, Any] | None = None,
+    optimizer_state: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Run:
     """The accelerator, the loaders, AdamW and the learning-rate schedule; the checkpoint's state when resuming.
 
@@ -203,6 +206,12 @@ def prepare(
     try:
         run = _prepare(accelerator, model, train_dataset, val_dataset, config, test_dataset, collate_fn)
         run.lock = lock
+        parameters = accelerator.unwrap_model(run.model).named_parameters()
+        for name, p in parameters:  # AdamW's state from another trainer (the book's model_and_optimizer.pth)
+            if p.requires_grad and name in (optimizer_state or {}):
+                run.optimizer.state[p] = {
+                    k: v if k == "step" else v.to(p.device) for k, v in optimizer_state[name].items()
+                }
         run.arguments = {
             **(arguments or dataclasses.asdict(config)),
             "train_examples": len(train_dataset) if hasattr(train_dataset, "__len__") else None,

@@ -34,9 +34,10 @@ from accelerate.utils import set_seed
 from datasets import Dataset
 
 from gpt_scratch.configuration_gpt_scratch import GPTScratchConfig
+from gpt_scratch.convert import is_gpt_scratch_folder, load_source
 from gpt_scratch.data.classification import ClassificationData, encode_texts, prepare_classification_data
 from gpt_scratch.data.describe import describe_data
-from gpt_scratch.generation.inference import from_pretrained_checked, load_model
+from gpt_scratch.generation.inference import from_pretrained_checked
 from gpt_scratch.metrics.classification import classification_metrics
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForSequenceClassification
 from gpt_scratch.options import add_dataclass_arguments, dataclass_from_args, option
@@ -77,28 +78,26 @@ def load_classifier(
     *,
     from_gpt2: bool = False,
     drop_rate: float | None = BOOK_DROP_RATE,
+    n_heads: int | None = None,
 ) -> GPTScratchForSequenceClassification:
     """A classifier with a new `len(label2id)`-way head on the backbone of `source`.
 
-    `source` is a saved gpt_scratch folder (causal LM or classifier), or with `from_gpt2=True` a Hugging Face
-    GPT-2 checkpoint (folder or Hub id). The head is freshly initialised (seed it with `set_seed` first).
-    `drop_rate=None` keeps the model's own dropout.
+    `source` is a saved gpt_scratch folder (causal LM or classifier), or anything else `gpt-scratch convert` reads
+    (`gpt_scratch.convert.load_source`: a GPT-2 folder or Hub id, the book's .pth, nanoGPT's ckpt.pt; `n_heads`
+    where it does not say). The head is freshly initialised (seed it with `set_seed` first). `drop_rate=None`
+    keeps the model's own dropout.
     """
     id2label = {i: label for label, i in label2id.items()}
     if sorted(id2label) != list(range(len(id2label))):
         raise ValueError(f"label ids must be 0..{len(id2label) - 1}, got {label2id}")
     labels = dict(id2label=id2label, label2id=dict(label2id))  # num_labels follows id2label
     overrides = {} if drop_rate is None else {"drop_rate": drop_rate}
-    if from_gpt2:
-        lm, _ = load_model(source, from_gpt2=True)
+    if from_gpt2 or not is_gpt_scratch_folder(source):
+        lm = load_source(source, n_heads=n_heads).model  # a GPT-2 checkpoint, the book's or nanoGPT's weights
         config = GPTScratchConfig.from_dict({**lm.config.to_dict(), **labels, **overrides})
         model = GPTScratchForSequenceClassification(config)
         model.model.load_state_dict(lm.model.state_dict(), strict=True)  # the backbone; `score` stays new
         return model
-    if not (Path(source) / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{source}: no config.json; pass a folder saved by gpt_scratch (or use --from-gpt2 for a GPT-2 checkpoint)"
-        )
     # The causal LM's out_head goes unused and `score` is new (a classifier with other labels gets a new one
     # too); any other difference between config.json and the weights is refused, never trained from random.
     return from_pretrained_checked(
@@ -222,6 +221,7 @@ def finetune_classifier(
     *,
     from_gpt2: bool = False,
     tokenizer: Any = None,
+    n_heads: int | None = None,
 ) -> TrainResult:
     """Fine-tune a classifier from `base_model` on `data` with the shared loop; see the module docstring.
 
@@ -256,7 +256,9 @@ def finetune_classifier(
     positive_id = _positive_id(options.positive_label, prepared.label2id)
 
     set_seed(training.seed)  # the book's torch.manual_seed(123) before the new head is made
-    model = load_classifier(base_model, prepared.label2id, from_gpt2=from_gpt2, drop_rate=options.drop_rate)
+    model = load_classifier(
+        base_model, prepared.label2id, from_gpt2=from_gpt2, drop_rate=options.drop_rate, n_heads=n_heads
+    )
     context_length = model.config.context_length
     if options.max_length is not None and options.max_length > context_length:
         raise ValueError(
@@ -401,6 +403,7 @@ def run(args: argparse.Namespace) -> int:
         training_config_from_args(args),
         dataclass_from_args(ClassifyOptions, args),
         from_gpt2=args.from_gpt2 is not None,
+        n_heads=args.n_heads,
     )
     if process_state().is_main_process:
         m = result.summary["metrics"]

@@ -267,8 +267,10 @@ def finetune_instructions(
     tokenizer: Any = None,
     from_gpt2: bool = False,
     judge: JudgeClient | Callable[[str], str] | None = None,
+    n_heads: int | None = None,
 ) -> InstructionResult:
-    """Fine-tune `model` (a saved folder, a GPT-2 checkpoint with `from_gpt2`, or a model) on instruction `data`.
+    """Fine-tune `model` (a saved folder, a GPT-2 checkpoint with `from_gpt2`, anything `gpt-scratch convert` reads
+    with `n_heads` where it does not say, or a model) on instruction `data`.
 
     `data`: `alpaca-book`, a .json/.jsonl file or a Dataset (with `options.*_column` as its columns). The split is
     shuffled with `training.seed` (`options.shuffle_split=False`: the book's order). Inputs are cut to
@@ -298,7 +300,7 @@ def finetune_instructions(
         )
     if isinstance(model, (str, os.PathLike)):
         base_model = str(model)
-        model, loaded_tokenizer = load_model(model, from_gpt2=from_gpt2, drop_rate=drop_rate)
+        model, loaded_tokenizer = load_model(model, from_gpt2=from_gpt2, drop_rate=drop_rate, n_heads=n_heads)
         tokenizer = tokenizer or loaded_tokenizer
     else:
         base_model = getattr(getattr(model, "config", None), "_name_or_path", None) or None
@@ -462,6 +464,7 @@ def run(args: argparse.Namespace) -> int:
         training_config_from_args(args),
         dataclass_from_args(InstructOptions, args),
         from_gpt2=args.from_gpt2 is not None,
+        n_heads=args.n_heads,
     )
     if process_state().is_main_process:
         m = result.train.summary["metrics"]

@@ -9,6 +9,8 @@ from the book's initial weights (`initializer_style="book"`), with its batch ord
     gpt-scratch pretrain                                   # the book's run
     gpt-scratch pretrain --book-run appendix-d             # the same with appendix D's warmup, cosine, clipping
     gpt-scratch pretrain 'corpus/*.txt' --preset gpt2-small --context-length 1024 --output-dir runs/mine
+    gpt-scratch pretrain 'corpus/*.txt' --model model.pth          # continue from the book's (or nanoGPT's) weights
+    gpt-scratch pretrain data/openwebtext --model out/ckpt.pt      # nanoGPT's train.bin / val.bin, read as they are
     gpt-scratch pretrain --dataset HuggingFaceFW/fineweb-edu --dataset-config sample-10BT --streaming --max-tokens 1000000000
     accelerate launch --multi_gpu --num_processes 2 -m gpt_scratch pretrain --output-dir runs/ddp
     torchrun --nproc_per_node 2 -m gpt_scratch pretrain --output-dir runs/ddp
@@ -29,6 +31,7 @@ from typing import Any
 from accelerate.utils import set_seed
 
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
+from gpt_scratch.convert import LoadedModel, add_model_source_arguments
 from gpt_scratch.data.corpora import file_fingerprint
 from gpt_scratch.data.describe import describe_data
 from gpt_scratch.data.prepare import _expand_data_files, load_source_dataset
@@ -101,23 +104,45 @@ def pretrain(
     preset: str | None = None,
     context_length: int | None = None,
     tokenizer: Any = None,
+    base_model: str | os.PathLike | None = None,
+    n_heads: int | None = None,
+    drop_rate: float | None = None,
+    resume_optimizer: bool = False,
 ) -> TrainResult:
-    """Pretrain a fresh model on `corpus` (a corpus name, file(s), folder, glob, a datasets.Dataset, or a folder
-    made by `prepare_corpus`, whose shards are memory-mapped), or on `options.dataset` (`load_dataset`; with
-    `options.streaming`, read as a stream: see `streaming_datasets`).
+    """Pretrain a fresh model (or `base_model`'s) on `corpus` (a corpus name, file(s), folder, glob, a
+    datasets.Dataset, or a folder made by `prepare_corpus` or nanoGPT's prepare.py, whose shards are memory-mapped),
+    or on `options.dataset` (`load_dataset`; with `options.streaming`, read as a stream: see `streaming_datasets`).
 
     `sampling`: "sequential" (the book's stride windows, shuffled each epoch) or "random" (nanoGPT's random
     windows; the default for a prepared folder, which alone offers it). `max_tokens` caps the run (and the
     learning-rate schedule) at the optimizer steps that feed that many tokens over all processes.
 
     The model is `model_config` if given, else `preset`'s (default GPT_CONFIG_124M) with the book's context of
-    256 tokens; `context_length` overrides either. `preset` is recorded in the summary.
+    256 tokens; `context_length` overrides either. `preset` is recorded in the summary. With `base_model` (anything
+    `gpt-scratch convert` reads: a folder, a GPT-2 id, the book's .pth, nanoGPT's ckpt.pt; `n_heads` where the
+    file does not say) pretraining continues from its weights, at its own configuration and context, and it is the
+    run's base model in the summary and the card; `resume_optimizer` starts AdamW from the moments of the book's
+    `model_and_optimizer.pth` (its own learning rate and weight decay are `training`'s). `drop_rate` overrides the
+    model's dropout.
     Windows are `context_length` tokens with `options.stride` (default: context_length), targets shifted by one.
     """
     training = training or TrainingConfig()
     silence_progress_bars(training.progress_bar)
     options = options or PretrainOptions()
     tokenizer = tokenizer or GPTScratchTokenizer()
+    model, optimizer_state = None, None
+    if base_model is not None:
+        loaded = load_base_model(base_model, n_heads, drop_rate, model_config, preset, context_length)
+        model, model_config, context_length = loaded.model, loaded.model.config, None
+        if resume_optimizer and not loaded.optimizer_state:
+            raise ValueError(
+                f"{base_model}: no AdamW state to resume (the book's model_and_optimizer.pth holds one)"
+            )
+        optimizer_state = loaded.optimizer_state if resume_optimizer else None
+    elif resume_optimizer:
+        raise ValueError(
+            "resume_optimizer (--resume-optimizer) needs a base model (--model model_and_optimizer.pth)"
+        )
     if model_config is None:
         preset = preset or BOOK_PRESET
         model_config = GPTScratchConfig.from_preset(
@@ -125,6 +150,8 @@ def pretrain(
         )
     if context_length is not None:
         model_config.context_length = context_length
+    if drop_rate is not None:
+        model_config.drop_rate = drop_rate
     if options.max_tokens is not None:
         tokens_per_step = (
             training.batch_size
@@ -187,7 +214,7 @@ def pretrain(
     if options.dataset is not None:
         described = [describe_dataset_source(options)]
     set_seed(training.seed)  # the book's torch.manual_seed(123) before the model is made
-    model = GPTScratchForCausalLM(model_config)
+    model = model or GPTScratchForCausalLM(model_config)
     return train(
         model,
         splits["train"],
@@ -195,10 +222,12 @@ def pretrain(
         training,
         CausalLMTask(start_context=options.start_context, max_new_tokens=options.max_new_tokens),
         tokenizer,
-        base_model=None,
+        base_model=None if base_model is None else str(base_model),
         datasets=described,
+        optimizer_state=optimizer_state,
         extra_hyperparameters={
             "preset": preset,
+            "resume_optimizer": resume_optimizer,
             "context_length": model_config.context_length,
             "stride": options.stride or model_config.context_length,
             "train_ratio": options.train_ratio,
@@ -209,6 +238,35 @@ def pretrain(
             ),
         },
     )
+
+
+def load_base_model(
+    source: str | os.PathLike,
+    n_heads: int | None,
+    drop_rate: float | None,
+    model_config: GPTScratchConfig | None = None,
+    preset: str | None = None,
+    context_length: int | None = None,
+) -> LoadedModel:
+    """The causal LM of `source` (`gpt_scratch.convert.load_source`), to continue pretraining; its configuration is
+    the source's: another one, or another context, is an error."""
+    from gpt_scratch.convert import load_source
+
+    if model_config is not None or preset is not None:
+        raise ValueError(
+            f"give a base model ({source}) or a model configuration (a preset, a config), not both"
+        )
+    loaded = load_source(source, n_heads=n_heads, **({} if drop_rate is None else {"drop_rate": drop_rate}))
+    model = loaded.model
+    if not isinstance(model, GPTScratchForCausalLM):
+        raise ValueError(f"{source}: a {type(model).__name__}; pretraining continues a causal language model")
+    if context_length not in (None, model.config.context_length):
+        raise ValueError(
+            f"{source} has a context of {model.config.context_length} tokens; --context-length {context_length} "
+            "would change the model (leave it out)"
+        )
+    model.train()
+    return loaded
 
 
 def streaming_datasets(
@@ -289,8 +347,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "corpus",
         nargs="*",
         default=["the-verdict"],
-        help="corpus name (the-verdict), text file(s), folder of *.txt, glob, or a folder made by "
-        "`gpt-scratch prepare` (default: the-verdict)",
+        help="corpus name (the-verdict), text file(s), folder of *.txt, glob, a folder made by "
+        "`gpt-scratch prepare`, or nanoGPT's data folder (train.bin, val.bin) (default: the-verdict)",
     )
     model = parser.add_argument_group("model")
     source = model.add_mutually_exclusive_group()
@@ -298,6 +356,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset", default=BOOK_PRESET, choices=list(PRESETS), help=f"model size (default: {BOOK_PRESET})"
     )
     source.add_argument("--config", help="model configuration: a JSON file or a folder with config.json")
+    source.add_argument(
+        "--model",
+        metavar="SOURCE",
+        help="continue pretraining from these weights: a gpt_scratch or GPT-2 folder, a Hub id, the book's .pth, "
+        "nanoGPT's ckpt.pt (anything `gpt-scratch convert` reads)",
+    )
+    add_model_source_arguments(model)
+    model.add_argument(
+        "--resume-optimizer",
+        action="store_true",
+        help="with --model model_and_optimizer.pth: start AdamW from the book's moments (the learning rate and "
+        "weight decay are the flags')",
+    )
     model.add_argument(
         "--context-length",
         type=int,
@@ -343,7 +414,9 @@ def book_run_training(name: str, flags: TrainingConfig) -> TrainingConfig:
 def run(args: argparse.Namespace) -> int:
     args.output_dir = run_folder(args.output_dir, args.resume, "pretrain")
     training = book_run_training(args.book_run, training_config_from_args(args))
-    if args.config:
+    if args.model:
+        model_config, context_length = None, args.context_length
+    elif args.config:
         path = Path(args.config)
         model_config = (
             GPTScratchConfig.from_pretrained(path)
@@ -356,18 +429,20 @@ def run(args: argparse.Namespace) -> int:
             args.preset, initializer_style=default_initializer_style(args.preset)
         )
         context_length = args.context_length or BOOK_CONTEXT_LENGTH
-    if args.initializer_style is not None:
+    if args.initializer_style is not None and model_config is not None:
         model_config.initializer_style = args.initializer_style
-    if args.drop_rate is not None:
-        model_config.drop_rate = args.drop_rate
     corpus = args.corpus[0] if len(args.corpus) == 1 else args.corpus
     result = pretrain(
         corpus,
         training,
         dataclass_from_args(PretrainOptions, args),
         model_config=model_config,
-        preset=None if args.config else args.preset,
+        preset=None if args.config or args.model else args.preset,
         context_length=context_length,
+        base_model=args.model,
+        n_heads=args.n_heads,
+        drop_rate=args.drop_rate,
+        resume_optimizer=args.resume_optimizer,
     )
     if process_state().is_main_process:
         m = result.summary["metrics"]
