@@ -389,8 +389,14 @@ def test_an_output_that_holds_something_is_refused_without_overwrite(tmp_path, c
     args = ["convert", str(tmp_path / "model.pth"), "--output-dir", str(tmp_path / "out"), "--n-heads", "3"]
     assert main(args) == 2
     assert "already holds files (notes.txt): pass --overwrite" in capsys.readouterr().err
-    assert main([*args, "--chat-template", "alpaca", "--overwrite"]) == 0
+    assert main([*args, "--overwrite"]) == 2  # --overwrite removes only what gpt-scratch wrote (issue 22)
+    assert "did not write (notes.txt)" in capsys.readouterr().err
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+    (tmp_path / "out" / "notes.txt").unlink()
+    assert main([*args, "--chat-template", "alpaca"]) == 0
     assert (tmp_path / "out" / "chat_template.jinja").is_file()
+    assert main(args) == 2
+    assert "already holds files" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0 and (tmp_path / "out" / "model.safetensors").is_file()
     assert not (tmp_path / "out" / "chat_template.jinja").exists()  # nothing of the folder it replaced stays
     back = ["convert", str(tmp_path / "out"), "--to", "book", "--output", str(tmp_path / "model.pth")]

@@ -193,7 +193,8 @@ def run_contents(output_dir: str | os.PathLike) -> list[str]:
 
 def clear_output_folder(output_dir: str | os.PathLike, overwrite: bool) -> None:
     """For a verb that writes a model folder in one go (e.g. `convert`): a folder that holds anything is refused
-    unless `overwrite`, which removes the run it holds (as `claim_run_folder` does) before the new files go in."""
+    unless `overwrite`, which removes the run it holds (as `claim_run_folder` does) before the new files go in; a
+    folder holding files gpt-scratch did not write (`foreign_files`) is refused either way."""
     output_dir = Path(output_dir)
     held = sorted(p.name for p in output_dir.iterdir()) if output_dir.is_dir() else []
     if held and not overwrite:
@@ -201,6 +202,13 @@ def clear_output_folder(output_dir: str | os.PathLike, overwrite: bool) -> None:
         raise ValueError(
             f"{output_dir} already holds files ({shown}): pass --overwrite to replace them, or choose another "
             "--output-dir"
+        )
+    foreign = foreign_files(output_dir) if held else []
+    if foreign:
+        shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
+        raise ValueError(
+            f"{output_dir} holds files that gpt-scratch did not write ({shown}); it never replaces or removes "
+            "them (not even with --overwrite): choose another --output-dir"
         )
     if held:
         print(f"Overwriting {output_dir} ({', '.join(run_contents(output_dir)) or 'no run'})")
