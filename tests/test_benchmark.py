@@ -21,6 +21,7 @@ def tiny_args(tmp_path, *extra: str) -> argparse.Namespace:
     )  # fmt: skip
 
 
+@pytest.mark.slow  # the benchmark script's whole tiny run (~12 s); issue 22: a short default suite
 def test_tiny_run_reports_every_task_and_writes_json(tmp_path, capsys):
     assert benchmark.run(tiny_args(tmp_path)) == 0
     report = json.loads((tmp_path / "bench.json").read_text())

@@ -208,6 +208,7 @@ def _ddp_flags(config: Path, batch_size: int) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # issue 22: multi-process tests are slow (a 2-process run is ~30 s on 2 cores)
 def test_two_processes_torchrun_match_one_process(tmp_path):
     """`torchrun --nproc_per_node 2 scripts/pretrain.py` (test_run_safety runs `torchrun ... -m gpt_scratch`)."""
     config = write_tiny_config(tmp_path, drop_rate=0.0)  # dropout masks would differ between the layouts
