@@ -297,7 +297,10 @@ def _until_eos(tokens: list[int], eos_token_id: int) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="a folder written by save_pretrained (e.g. a run folder)")
+    parser.add_argument(
+        "folder",
+        help="a folder written by save_pretrained (e.g. a run folder), or a file convert reads (.pth, ckpt.pt)",
+    )
     parser.add_argument("--prompt", default="Every effort moves you", help="text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate (default: 50)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default); > 0: sample")
