@@ -24,7 +24,6 @@ sha256, format; nanoGPT's iter_num and best_val_loss) from `training_summary.jso
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import pickle
@@ -44,6 +43,7 @@ from gpt_scratch.conversion_book_nanogpt_gpt_scratch import (
     nanogpt_to_scratch_state_dict,
     strip_prefixes,
 )
+from gpt_scratch.data.corpora import sha256_file
 from gpt_scratch.modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchForSequenceClassification
 
 HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")
@@ -79,14 +79,6 @@ def read_weights(path: Path) -> Any:
         ) from None
     except (RuntimeError, EOFError, OSError) as error:
         raise ValueError(f"{path}: not a PyTorch checkpoint ({str(error).splitlines()[0]})") from None
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_source(
@@ -159,7 +151,7 @@ def load_file(
 ) -> LoadedModel:
     """A book or nanoGPT weights file (see the module docstring); any error names the file."""
     content = read_weights(path)
-    origin: dict[str, Any] = {"source": str(path), "file": path.name, "sha256": sha256(path)}
+    origin: dict[str, Any] = {"source": str(path), "file": path.name, "sha256": sha256_file(path)}
     book_optimizer, optimizer_state = None, None
     try:
         if not isinstance(content, dict):
