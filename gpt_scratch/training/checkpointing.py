@@ -138,13 +138,7 @@ def claim_run_folder(accelerator: Accelerator, config: TrainingConfig) -> tuple[
                 "or choose another --output-dir"
             ) from None
         try:
-            foreign = foreign_files(output_dir)
-            if foreign:
-                shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
-                raise ValueError(
-                    f"{output_dir} holds files that gpt-scratch did not write for a run ({shown}); it never "
-                    "replaces or removes them (not even with --overwrite): choose another --output-dir"
-                )
+            refuse_foreign_files(output_dir, " for a run")
             held = run_contents(output_dir)
             if config.resume:
                 checkpoint = readable_checkpoint(output_dir)
@@ -203,14 +197,8 @@ def clear_output_folder(output_dir: str | os.PathLike, overwrite: bool) -> None:
             f"{output_dir} already holds files ({shown}): pass --overwrite to replace them, or choose another "
             "--output-dir"
         )
-    foreign = foreign_files(output_dir) if held else []
-    if foreign:
-        shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
-        raise ValueError(
-            f"{output_dir} holds files that gpt-scratch did not write ({shown}); it never replaces or removes "
-            "them (not even with --overwrite): choose another --output-dir"
-        )
     if held:
+        refuse_foreign_files(output_dir)
         print(f"Overwriting {output_dir} ({', '.join(run_contents(output_dir)) or 'no run'})")
         checkpoints = output_dir / CHECKPOINTS_DIR
         checkpoints.mkdir(exist_ok=True)
@@ -289,6 +277,18 @@ def foreign_files(output_dir: str | os.PathLike) -> list[str]:
     else:
         ours = lambda name: False  # noqa: E731
     return [name for name in _files_in(output_dir) if not (ours(name) or _ours_by_structure(name))]
+
+
+def refuse_foreign_files(output_dir: Path, written: str = "") -> None:
+    """An error naming the files of `output_dir` that gpt-scratch did not write (`foreign_files`), if any: no run,
+    --overwrite or not, may replace or remove them. `written` says what for (" for a run")."""
+    foreign = foreign_files(output_dir)
+    if foreign:
+        shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
+        raise ValueError(
+            f"{output_dir} holds files that gpt-scratch did not write{written} ({shown}); it never replaces or "
+            "removes them (not even with --overwrite): choose another --output-dir"
+        )
 
 
 def record_run_files(output_dir: str | os.PathLike) -> None:
