@@ -1,6 +1,10 @@
 """Test set-up: everything offline, the book's data and the GPT-2 BPE files from ../shared."""
 
+import contextlib
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,3 +139,20 @@ def fresh_accelerate_state():
     AcceleratorState._reset_state(reset_partial_state=True)
     yield
     AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@contextlib.contextmanager
+def lock_held_by_another_process(lock: Path) -> Iterator[None]:
+    """`lock` (a filelock) held by another process for the block; the lock dies with that process after it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from filelock import FileLock; lock = FileLock({str(lock)!r}); lock.acquire(); "
+         "print('held', flush=True); import time; time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()

@@ -15,6 +15,8 @@ from gpt_scratch.data.prepared import PreparedCorpus, RandomWindows, SequentialW
 from gpt_scratch.data.pretraining import build_pretraining_datasets, load_text
 from gpt_scratch.tokenization_gpt_scratch import GPTScratchTokenizer
 
+from conftest import lock_held_by_another_process
+
 EOT = "<|endoftext|>"
 
 
@@ -381,27 +383,14 @@ def test_sigkill_during_prepare_then_the_same_command_finishes_it(tmp_path):
 
 
 def test_a_second_prepare_into_the_folder_is_refused_and_touches_nothing(tmp_path, tokenizer, small_pieces):
-    import subprocess
-    import sys
-
     out = tmp_path / "p"
     out.mkdir()
     (out / ".train-000000.bin.tmp").write_bytes(b"\x01\x02")  # the first prepare's shard, being written
     lock = out / ".prepare.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"from filelock import FileLock; lock = FileLock({str(lock)!r}); lock.acquire(); "
-         "print('held', flush=True); import time; time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_by_another_process(lock):
         with pytest.raises(ValueError, match=f"{out} is being prepared by another run .*{lock}"):
             prepare_corpus(["the-verdict"], out, tokenizer, progress_bar=False, **small_pieces)
         assert (out / ".train-000000.bin.tmp").read_bytes() == b"\x01\x02"
-    finally:
-        holder.kill()
-        holder.wait()
-        holder.stdout.close()
     (out / ".train-000000.bin.tmp").unlink()
     prepare_corpus(["the-verdict"], out, tokenizer, progress_bar=False, **small_pieces)
     assert not lock.exists()  # a finished prepare leaves no lock

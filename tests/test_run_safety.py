@@ -19,7 +19,7 @@ from gpt_scratch.training import CausalLMTask, TrainingConfig, train
 from gpt_scratch.training import loop as training_module
 from gpt_scratch.training.checkpointing import LOCK_FILE
 
-from conftest import TINY_CONFIG, tiny_config
+from conftest import TINY_CONFIG, lock_held_by_another_process, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -243,20 +243,10 @@ def test_a_second_run_into_a_locked_folder_is_refused(tmp_path):
     out = tmp_path / "run"
     lock = out / "checkpoints" / LOCK_FILE
     lock.parent.mkdir(parents=True)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"from filelock import FileLock; lock = FileLock({str(lock)!r}); lock.acquire(); "
-         "print('held', flush=True); import time; time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_by_another_process(lock):
         with pytest.raises(ValueError, match=f"{out} is in use by another run .*{lock}"):
             run(out)
         assert not (out / "metrics.jsonl").exists()
-    finally:
-        holder.kill()
-        holder.wait()
-        holder.stdout.close()
     run(out)  # the lock dies with its process
     run(out, num_epochs=2, resume=True)  # and a finished run releases its own
 
