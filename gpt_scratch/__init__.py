@@ -1,8 +1,9 @@
 """gpt_scratch: the GPT of "Build a Large Language Model (From Scratch)" as a Hugging Face transformers model.
 
 Importing the package registers ``gpt_scratch`` with the Auto classes (AutoConfig, AutoModel,
-AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer), and marks the classes so that
-``save_pretrained`` ships their code for ``trust_remote_code`` loading.
+AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer), and marks the model classes so that
+``save_pretrained`` ships their code for ``trust_remote_code`` loading. The tokenizer ships no code: its
+``tokenizer.json`` makes ``AutoTokenizer`` without the package a fast tokenizer with the same ids.
 """
 
 from transformers import (
@@ -40,7 +41,6 @@ GPTScratchConfig.register_for_auto_class()
 GPTScratchModel.register_for_auto_class("AutoModel")
 GPTScratchForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 GPTScratchForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-GPTScratchTokenizer.register_for_auto_class("AutoTokenizer")
 
 __all__ = [
     "PRESETS",

@@ -10,8 +10,11 @@ Where the vocabulary comes from:
 - ``GPTScratchTokenizer.from_pretrained(folder)`` / ``GPTScratchTokenizer(vocab_file=..., merges_file=...)``:
   GPT-2's ``vocab.json`` + ``merges.txt`` (what ``save_pretrained`` writes), read locally, no network.
 
-This file imports only the standard library, tiktoken and transformers: ``save_pretrained`` copies it into the
-saved folder so that ``AutoTokenizer.from_pretrained(folder, trust_remote_code=True)`` works without gpt_scratch.
+A saved folder names this class in tokenizer_config.json but lists no code for it (no ``auto_map``): with
+gpt_scratch imported ``AutoTokenizer.from_pretrained(folder)`` gives this class; without it, with or without
+``trust_remote_code``, transformers falls back to the folder's ``tokenizer.json``, a fast tokenizer with the same
+ids and no code to run. This file imports only the standard library, tiktoken, tokenizers and transformers (the
+model's code imports it for ``save_gpt2``, so it travels with every saved model).
 """
 
 from __future__ import annotations
@@ -420,7 +423,8 @@ class GPTScratchTokenizer(PythonBackend):
         if return_offsets_mapping and not simple:
             raise NotImplementedError(
                 "GPTScratchTokenizer gives offsets for plain texts (one or a batch); use the saved tokenizer.json "
-                "(AutoTokenizer without trust_remote_code) for pairs, pre-split words or overflowing windows"
+                "(AutoTokenizer without the gpt_scratch package, or PreTrainedTokenizerFast.from_pretrained(folder)) for "
+                "pairs, pre-split words or overflowing windows"
             )
         if not simple:  # pairs, pre-split words, overflow windows...: transformers' generic path
             return super()._encode_plus(

@@ -73,9 +73,6 @@ def save_folder(model, tokenizer: GPTScratchTokenizer, folder: Path, summary: di
 
 @pytest.fixture(scope="module")
 def tokenizer() -> GPTScratchTokenizer:
-    # gpt_scratch/__init__.py should make this registration (so save_pretrained ships the tokenizer's code);
-    # it is repeated here, idempotently, so that the test does not depend on it.
-    GPTScratchTokenizer.register_for_auto_class("AutoTokenizer")
     return GPTScratchTokenizer()
 
 
@@ -110,7 +107,8 @@ generated = generator(prompt, max_new_tokens=10, do_sample=False)[0]["generated_
 judged = pipeline("text-classification", model=classifier_dir, trust_remote_code=True)(text)[0]
 print(json.dumps({
     "classes": [type(tokenizer).__name__, type(causal).__name__, type(classifier).__name__],
-    "modules": [type(causal).__module__, type(tokenizer).__module__],
+    "modules": [type(causal).__module__, type(classifier).__module__], "is_fast": tokenizer.is_fast,
+    "offsets": tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"],
     "ids": tokenizer(prompt)["input_ids"], "generated": generated, "label": judged["label"], "score": judged["score"],
 }))
 """
@@ -124,13 +122,15 @@ def test_hub_user_loads_folders_without_the_package(saved, tokenizer, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
 
+    # the models run the folder's code; the tokenizer runs none: transformers' fast tokenizer reads tokenizer.json
     assert got["classes"] == [
-        "GPTScratchTokenizer",
+        "TokenizersBackend",
         "GPTScratchForCausalLM",
         "GPTScratchForSequenceClassification",
     ]
     assert all(module.startswith("transformers_modules.") for module in got["modules"]), got["modules"]
-    assert got["ids"] == [6109, 3626, 6100, 345]  # the book's "Every effort moves you"
+    assert got["is_fast"] and got["ids"] == [6109, 3626, 6100, 345]  # the book's "Every effort moves you"
+    assert got["offsets"] == [[0, 5], [5, 12], [12, 18], [18, 22]]
     generator = pipeline("text-generation", model=saved["causal"], tokenizer=tokenizer)
     expected = generator(PROMPT, max_new_tokens=10, do_sample=False)[0]["generated_text"]
     assert got["generated"] == expected and len(tokenizer(expected)["input_ids"]) > 4
@@ -222,11 +222,14 @@ BREAKAGES = {
     ),
     "no vocab": (lambda f: (f / "vocab.json").unlink(), "tokenizer file vocab.json is missing"),
     "no merges": (lambda f: (f / "merges.txt").unlink(), "tokenizer file merges.txt is missing"),
-    "no tokenizer auto_map": (
-        _edit_json("tokenizer_config.json", lambda c: c.pop("auto_map")), "no auto_map for AutoTokenizer",
-    ),
-    "no tokenizer code": (
-        lambda f: (f / "tokenization_gpt_scratch.py").unlink(), "but tokenization_gpt_scratch.py is missing",
+    "no tokenizer.json": (lambda f: (f / "tokenizer.json").unlink(), "tokenizer file tokenizer.json is missing"),
+    "an older folder's tokenizer auto_map without its code": (
+        lambda f: (
+            _edit_json("tokenizer_config.json", lambda c: c.update(
+                auto_map={"AutoTokenizer": ["tokenization_gpt_scratch.GPTScratchTokenizer", None]}))(f),
+            (f / "tokenization_gpt_scratch.py").unlink(),
+        ),
+        "but tokenization_gpt_scratch.py is missing",
     ),
     "no card": (lambda f: (f / "README.md").unlink(), "README.md (model card) is missing"),
     "broken card yaml": (

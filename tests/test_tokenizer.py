@@ -2,7 +2,6 @@
 
 import json
 import pickle
-import shutil
 import socket
 import time
 
@@ -220,17 +219,17 @@ def test_pickle_roundtrip(tok):
 
 
 def test_save_pretrained_writes_gpt2_files_and_reloads(tok, shared, tmp_path):
-    GPTScratchTokenizer.register_for_auto_class("AutoTokenizer")
     tok.save_pretrained(tmp_path)
     files = {path.name for path in tmp_path.iterdir()}
-    assert {"tokenizer_config.json", "vocab.json", "merges.txt", "tokenization_gpt_scratch.py"} <= files
+    assert {"tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.json"} <= files
+    assert "tokenization_gpt_scratch.py" not in files  # the tokenizer ships no code: tokenizer.json is enough
     # exactly GPT-2's own files: the vocabulary and the 50,000 merges in their order
     assert json.loads((tmp_path / "vocab.json").read_text()) == json.loads(
         (shared / "tiktoken-cache" / ENCODER_JSON).read_text()
     )
     assert (tmp_path / "merges.txt").read_bytes() == (shared / "tiktoken-cache" / VOCAB_BPE).read_bytes()
     config = json.loads((tmp_path / "tokenizer_config.json").read_text())
-    assert config["auto_map"]["AutoTokenizer"][0] == "tokenization_gpt_scratch.GPTScratchTokenizer"
+    assert config["tokenizer_class"] == "GPTScratchTokenizer" and "auto_map" not in config
 
     reloaded = GPTScratchTokenizer.from_pretrained(tmp_path)
     assert reloaded.encode(BOOK_TEXT) == BOOK_IDS
@@ -245,7 +244,8 @@ def test_save_pretrained_writes_gpt2_files_and_reloads(tok, shared, tmp_path):
 
 
 def test_saved_model_folder_loads_in_process_without_trust_remote_code(tok, tmp_path):
-    """With the package imported, a folder carrying remote code (auto_map) loads with the local classes, no prompt."""
+    """With the package imported, a saved folder (the model's code listed in auto_map) loads with the package's
+    classes, no prompt, with or without trust_remote_code."""
     from transformers import AutoModelForCausalLM
 
     import gpt_scratch
@@ -255,38 +255,14 @@ def test_saved_model_folder_loads_in_process_without_trust_remote_code(tok, tmp_
     )
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    assert "auto_map" in json.loads((tmp_path / "tokenizer_config.json").read_text())
-    auto = AutoTokenizer.from_pretrained(tmp_path)
-    assert type(auto) is GPTScratchTokenizer  # the package's class, not a copy from transformers_modules
-    assert auto.encode(BOOK_TEXT) == BOOK_IDS
+    assert "auto_map" in json.loads((tmp_path / "config.json").read_text())
+    for trust_remote_code in (None, False, True):
+        auto = AutoTokenizer.from_pretrained(tmp_path, trust_remote_code=trust_remote_code)
+        assert (
+            type(auto) is GPTScratchTokenizer
+        )  # the package's class (tiktoken's speed), not transformers' own
+        assert auto.encode(BOOK_TEXT) == BOOK_IDS
     assert type(AutoModelForCausalLM.from_pretrained(tmp_path)) is gpt_scratch.GPTScratchForCausalLM
-
-
-CLEAN_PROCESS = """
-import sys
-from transformers import AutoTokenizer
-tok = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
-assert not any(name.startswith("gpt_scratch") for name in sys.modules), "gpt_scratch must not be importable"
-print(type(tok).__module__, type(tok).__name__)  # loaded from the folder's copy of the file
-print(tok.encode(sys.argv[2]))
-"""
-
-
-def test_trust_remote_code_in_a_clean_process(tok, tmp_path):
-    GPTScratchTokenizer.register_for_auto_class("AutoTokenizer")
-    tok.save_pretrained(tmp_path / "saved")
-    hub_copy = shutil.copytree(tmp_path / "saved", tmp_path / "hub-copy")
-    (tmp_path / "elsewhere").mkdir()
-    empty_cache = tmp_path / "empty-tiktoken-cache"
-    empty_cache.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TIKTOKEN_CACHE_DIR", str(empty_cache))  # the folder must be enough, offline
-        result = run_clean_python(CLEAN_PROCESS, str(hub_copy), BOOK_TEXT, cwd=tmp_path / "elsewhere")
-    assert result.returncode == 0, result.stderr[-3000:]
-    module_and_name, ids = result.stdout.strip().splitlines()[-2:]
-    module, name = module_and_name.split()
-    assert module.startswith("transformers_modules.") and name.endswith("GPTScratchTokenizer")
-    assert json.loads(ids) == BOOK_IDS
 
 
 @pytest.fixture
@@ -485,33 +461,58 @@ def test_assistant_tokens_mask_covers_the_responses_alone(tok, hf_gpt2):
         assert mask == sorted(mask)  # the response closes the text: zeros, then ones
 
 
-TOKENIZER_JSON_WITHOUT_THE_PACKAGE = """
-import json, sys
-from transformers import PreTrainedTokenizerFast
+AUTO_TOKENIZER_WITHOUT_THE_PACKAGE = """
+import importlib.util, json, sys
+from transformers import AutoTokenizer
 
-tokenizer = PreTrainedTokenizerFast.from_pretrained(sys.argv[1])
-texts = json.loads(sys.argv[2])
-print(json.dumps({"class": type(tokenizer).__name__, "is_fast": tokenizer.is_fast, "ids": tokenizer(texts).input_ids,
-                  "pad": tokenizer.pad_token, "template": tokenizer.chat_template is not None}))
+assert importlib.util.find_spec("gpt_scratch") is None, "gpt_scratch must not be importable here"
+folder, texts = sys.argv[1], json.loads(sys.argv[2])
+for trust_remote_code in (None, False, True):  # None: the custom-code question is asked of a closed stdin
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    encoded = tokenizer(texts, return_offsets_mapping=True)
+    print(json.dumps({"trust": trust_remote_code, "class": type(tokenizer).__name__, "is_fast": tokenizer.is_fast,
+                      "ids": encoded.input_ids, "offsets": encoded["offset_mapping"], "tokens": encoded.tokens(3),
+                      "pad": tokenizer.pad_token, "eos": tokenizer.eos_token, "max": tokenizer.model_max_length,
+                      "template": tokenizer.chat_template, "decoded": tokenizer.batch_decode(encoded.input_ids)}))
 """
 
 
-def test_saved_tokenizer_json_is_a_fast_tokenizer_without_the_package(tok, enc, tmp_path):
-    """Every saved folder holds tokenizer.json: transformers' generic fast tokenizer reads it in a clean process,
-    with tiktoken's ids. (AutoTokenizer itself asks for trust_remote_code once auto_map names our class.)"""
+def test_auto_tokenizer_without_the_package_is_fast_with_tiktokens_ids(tok, enc, tmp_path):
+    """Issue 21: every saved folder holds tokenizer.json and names no tokenizer code, so AutoTokenizer where
+    gpt_scratch is not installed (with or without trust_remote_code) is transformers' fast tokenizer with tiktoken's
+    ids, offsets and tokens, the folder's special tokens and chat template; offline, tiktoken's cache empty."""
+    import gpt_scratch
     from gpt_scratch.tokenization_gpt_scratch import ALPACA_CHAT_TEMPLATE
 
-    tokenizer = GPTScratchTokenizer()
+    folder = tmp_path / "saved"
+    gpt_scratch.GPTScratchForCausalLM(tiny_config(context_length=64)).save_pretrained(folder)
+    tokenizer = GPTScratchTokenizer(model_max_length=64)
     tokenizer.chat_template = ALPACA_CHAT_TEMPLATE
-    tokenizer.save_pretrained(tmp_path / "saved")
-    assert (tmp_path / "saved" / "tokenizer.json").is_file()
+    tokenizer.save_pretrained(folder)
     texts = HARD_TEXTS + TRICKY_TEXTS
-    result = run_clean_python(TOKENIZER_JSON_WITHOUT_THE_PACKAGE, str(tmp_path / "saved"), json.dumps(texts),
-                              cwd=tmp_path)  # fmt: skip
+    empty_cache = tmp_path / "empty-tiktoken-cache"
+    empty_cache.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TIKTOKEN_CACHE_DIR", str(empty_cache))  # the folder must be enough, offline
+        result = run_clean_python(
+            AUTO_TOKENIZER_WITHOUT_THE_PACKAGE, str(folder), json.dumps(texts), cwd=tmp_path
+        )
     assert result.returncode == 0, result.stderr[-3000:]
-    got = json.loads(result.stdout.strip().splitlines()[-1])
-    assert got["class"] == "TokenizersBackend" and got["is_fast"] and got["template"]
-    assert got["pad"] == "<|endoftext|>"
-    assert got["ids"] == enc.encode_batch(texts, allowed_special={"<|endoftext|>"})
-    reloaded = GPTScratchTokenizer.from_pretrained(tmp_path / "saved")  # reads tokenizer.json, no rebuild
+    # (the unanswered question has no newline: a run's line may start with it)
+    runs = [
+        json.loads(line[line.index('{"trust"') :])
+        for line in result.stdout.splitlines()
+        if '{"trust"' in line
+    ]
+    assert [run["trust"] for run in runs] == [None, False, True]
+    ours = tok(texts, return_offsets_mapping=True)
+    for run in runs:
+        assert run["class"] == "TokenizersBackend" and run["is_fast"], run["class"]
+        assert run["ids"] == enc.encode_batch(texts, allowed_special={"<|endoftext|>"})
+        assert run["offsets"] == [[list(pair) for pair in row] for row in ours["offset_mapping"]]
+        assert run["tokens"] == ours.tokens(3)
+        assert run["decoded"] == texts
+        assert (run["pad"], run["eos"], run["max"]) == ("<|endoftext|>", "<|endoftext|>", 64)
+        assert run["template"] == ALPACA_CHAT_TEMPLATE
+    reloaded = GPTScratchTokenizer.from_pretrained(folder)  # reads tokenizer.json, no rebuild
     assert reloaded.tokenizer_file and reloaded(texts).tokens(3) == tok(texts).tokens(3)

@@ -50,7 +50,7 @@ CREDENTIAL_NAMES = (".env", ".env.*", "*.env", "token", "token.*", "*.token", "*
                     "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*")  # fmt: skip
 CREDENTIAL_FOLDERS = (".huggingface", ".ssh", ".aws", ".gnupg", ".docker", ".kube")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
-TOKENIZER_FILES = ("tokenizer_config.json", "vocab.json", "merges.txt", "tokenization_gpt_scratch.py")
+TOKENIZER_FILES = ("tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.json")
 AUTO_CLASS_OF = {
     "GPTScratchForCausalLM": "AutoModelForCausalLM",
     "GPTScratchForSequenceClassification": "AutoModelForSequenceClassification",
@@ -238,11 +238,11 @@ def validate_folder(
             _check_auto_map(folder, "config.json", auto_map, problems)
         _check_weights(folder, config, problems)
 
+    # A Hub user's AutoTokenizer reads tokenizer.json (a fast tokenizer, no code); a folder saved before it was
+    # written instead lists tokenization_gpt_scratch.py in an auto_map, which must then be there.
     tokenizer_config = _read_json(folder / "tokenizer_config.json", problems)
     auto_map = (tokenizer_config or {}).get("auto_map")
     has_auto_map = isinstance(auto_map, dict) and "AutoTokenizer" in auto_map
-    if tokenizer_config is not None and not has_auto_map:
-        problems.append("tokenizer_config.json has no auto_map for AutoTokenizer")
     if has_auto_map:
         _check_auto_map(folder, "tokenizer_config.json", auto_map, problems)  # reports a missing code file
     for name in TOKENIZER_FILES[1:] if not has_auto_map else TOKENIZER_FILES[1:3]:
