@@ -327,6 +327,7 @@ def test_benchmark_reports_every_case():
         "gpt_scratch_batched",
         "gpt_scratch_batched_padded_pt",
         "hf_gpt2_fast_batched",
+        "saved_tokenizer_json_batched",
     }
     assert all(r["mb_per_s_min"] <= r["mb_per_s"] <= r["mb_per_s_max"] for r in report["results"].values())
     reference = report["results"][report["tiktoken_reference"]]["mb_per_s"]

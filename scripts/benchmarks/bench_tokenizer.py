@@ -1,4 +1,5 @@
-"""Tokenizer throughput: raw tiktoken vs GPTScratchTokenizer vs transformers' GPT-2 fast tokenizer, in MB/s.
+"""Tokenizer throughput: raw tiktoken vs GPTScratchTokenizer vs transformers' fast tokenizers (GPT-2's, and the saved
+tokenizer.json that AutoTokenizer reads where gpt_scratch is not installed), in MB/s.
 
 The texts default to the book's instruction data (chapter 7), each record formatted as the training text
 (prompt + ``### Response:`` + output), found through ``GPT_SCRATCH_DATA_DIR`` or downloaded like every corpus.
@@ -36,7 +37,7 @@ def benchmark_tokenizer(texts: list[str] | None = None, repeats: int = 5) -> dic
     "seconds"}}, "tiktoken_reference", "ratio_batched_vs_tiktoken", "target_ratio", "meets_target"}``. The ratio
     compares ``gpt_scratch_batched`` with the faster of tiktoken's plain loop and its thread-pool batch encoder.
     """
-    from transformers import GPT2TokenizerFast
+    from transformers import GPT2TokenizerFast, PreTrainedTokenizerFast
 
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -50,6 +51,8 @@ def benchmark_tokenizer(texts: list[str] | None = None, repeats: int = 5) -> dic
     with tempfile.TemporaryDirectory() as folder:  # transformers' GPT-2 tokenizer on the very same vocabulary
         tokenizer.save_vocabulary(folder)
         hf_tokenizer = GPT2TokenizerFast.from_pretrained(folder)
+        # what AutoTokenizer gives where gpt_scratch is not installed: the saved tokenizer.json, read by transformers
+        saved_json_tokenizer = PreTrainedTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"))
     allowed = {ENDOFTEXT}
 
     cases: dict[str, Callable[[], object]] = {
@@ -59,6 +62,7 @@ def benchmark_tokenizer(texts: list[str] | None = None, repeats: int = 5) -> dic
         "gpt_scratch_batched": lambda: tokenizer(texts),
         "gpt_scratch_batched_padded_pt": lambda: tokenizer(texts, padding=True, return_tensors="pt"),
         "hf_gpt2_fast_batched": lambda: hf_tokenizer(texts),
+        "saved_tokenizer_json_batched": lambda: saved_json_tokenizer(texts),
     }
     seconds: dict[str, list[float]] = {name: [] for name in cases}
     for run in cases.values():  # warm-up: caches, thread pools, lazy imports
