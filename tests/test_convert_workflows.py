@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import tiktoken
 import torch
 
 from gpt_scratch.cli import main
@@ -131,6 +132,25 @@ def test_a_character_level_nanogpt_folder_is_refused(tmp_path):
     (tmp_path / "shakespeare_char" / "meta.pkl").write_bytes(b"not read")
     with pytest.raises(ValueError, match="meta.pkl, nanoGPT's character-level vocabulary"):
         PreparedCorpus(tmp_path / "shakespeare_char")
+
+
+def test_generate_reads_a_book_pth_with_n_heads(tmp_path, book_pth, capsys):
+    """`gpt-scratch generate FILE --n-heads N` for a width without a book preset: the book's greedy tokens; a folder
+    whose config.json says other heads is refused."""
+    book, pth = book_pth
+    with pytest.raises(ValueError, match="--n-heads"):  # width 24: no book preset to take the heads from
+        main(["generate", str(pth), "--max-new-tokens", "5", "--debug"])
+    capsys.readouterr()
+    args = ["generate", str(pth), "--n-heads", "3", "--prompt", "Every effort moves you", "--max-new-tokens", "5"]  # fmt: skip
+    assert main(args) == 0
+    expected = ch04.generate_text_simple(
+        book, IDS[:, :4], max_new_tokens=5, context_size=BOOK["context_length"]
+    )
+    tokenizer = tiktoken.get_encoding("gpt2")
+    assert capsys.readouterr().out.strip() == tokenizer.decode(expected[0].tolist()).strip()
+    assert main(["convert", str(pth), "--n-heads", "3", "--output-dir", str(tmp_path / "folder")]) == 0
+    assert main(["generate", str(tmp_path / "folder"), "--n-heads", "4"]) == 2
+    assert "its config.json says 3 heads; leave out --n-heads" in capsys.readouterr().err
 
 
 def test_generate_reads_a_nanogpt_checkpoint(tmp_path, capsys):

@@ -149,18 +149,30 @@ def test_val_ratio_picks_whole_documents(tmp_path, tokenizer, gpt2):
     assert meta["split"] == {"method": "random documents", "val_ratio": 0.1, "seed": 1}
 
 
+@pytest.fixture
+def datasets_bars_restored():
+    import datasets
+
+    yield
+    datasets.enable_progress_bars()
+
+
 @pytest.mark.parametrize("builder", ["parquet", "json"])
-def test_a_datasets_builder_with_data_files(tmp_path, tokenizer, gpt2, builder):
+def test_a_datasets_builder_with_data_files(
+    tmp_path, tokenizer, gpt2, builder, capfd, datasets_bars_restored
+):
     from datasets import Dataset
 
     rows = [f"Row {i}: some text about row {i}." for i in range(50)] + [""]  # an empty row is left out
     data = Dataset.from_dict({"content": rows})
     path = tmp_path / f"rows.{builder}"
     data.to_parquet(path) if builder == "parquet" else data.to_json(path)
+    capfd.readouterr()
     meta = prepare_corpus(
         None, tmp_path / "p", tokenizer, dataset=builder, data_files=[str(path)], text_column="content",
         train_ratio=1.0, progress_bar=False,
     )  # fmt: skip
+    assert "Generating train split" not in capfd.readouterr().err  # no datasets bar under progress_bar=False
     assert shard_ids(tmp_path / "p", "train").tolist() == joined_ids(gpt2, rows[:-1])
     assert meta["splits"]["validation"]["tokens"] == 0
     assert meta["sources"][0]["data_files"][0]["sha256"]

@@ -446,6 +446,10 @@ def prepare_corpus(
             raise ValueError(
                 f"{name} (--{name.replace('_', '-')}) must be a whole number >= 1, got {value!r}"
             )
+    if not progress_bar:  # datasets' loading bars too, as --no-progress-bar does for training
+        import datasets
+
+        datasets.disable_progress_bars()
     tokenizer = tokenizer or GPTScratchTokenizer()
     identity = tokenizer_identity(tokenizer)
     output = Path(output_dir)

@@ -120,6 +120,8 @@ def load_model(
         )
     # The installed package's classes, not the copies of its code saved in the folder (no remote code to trust).
     model = from_pretrained_checked(AutoModelForCausalLM, folder, trust_remote_code=False, **overrides)
+    if n_heads not in (None, model.config.n_heads):
+        raise ValueError(f"{folder}: its config.json says {model.config.n_heads} heads; leave out --n-heads")
     tokenizer = None
     if any((folder / name).is_file() for name in ("tokenizer_config.json", "vocab.json")):
         check_tokenizer_files(folder)
@@ -297,6 +299,8 @@ def _until_eos(tokens: list[int], eos_token_id: int) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from gpt_scratch.convert import add_model_source_arguments
+
     parser.add_argument(
         "folder",
         help="a folder written by save_pretrained (e.g. a run folder), or a file convert reads (.pth, ckpt.pt)",
@@ -310,6 +314,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
     add_quantize_argument(parser)
+    add_model_source_arguments(parser)
 
 
 def add_quantize_argument(parser: argparse.ArgumentParser) -> None:
@@ -321,7 +326,7 @@ def add_quantize_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load_model(args.folder, quantize=args.quantize)
+    model, tokenizer = load_model(args.folder, quantize=args.quantize, n_heads=args.n_heads)
     print(
         generate_text(
             model,
