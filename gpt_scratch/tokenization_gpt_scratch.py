@@ -303,6 +303,8 @@ class GPTScratchTokenizer(PythonBackend):
     ):
         if (vocab_file is None) != (merges_file is None):
             raise ValueError("give both vocab_file (vocab.json) and merges_file (merges.txt), or neither")
+        # Folders saved before tokenizer.json listed this file as remote code; saved again, they list none.
+        kwargs.pop("auto_map", None)
         self.encoding = encoding_from_files(vocab_file, merges_file) if vocab_file else load_tiktoken_gpt2()
         self.errors = errors
         byte_encoder = bytes_to_unicode()

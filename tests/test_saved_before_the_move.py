@@ -73,3 +73,19 @@ def test_the_saved_run_resumes_after_the_move(run_folder):
     assert result.summary["steps"] == 4
     assert [r["step"] for r in result.summary["resumes"]] == [2]
     assert [r["step"] for r in result.history] == [1, 2, 3, 4]  # the saved history, continued
+
+
+def test_its_tokenizer_saved_again_lists_no_code(run_folder, tmp_path):
+    """The folder's tokenizer_config.json lists tokenization_gpt_scratch.py in an auto_map (remote code); loaded and
+    saved again (a fine-tuning or convert from it) it lists none and gains tokenizer.json, as a new folder."""
+    from transformers import AutoTokenizer
+
+    import gpt_scratch  # noqa: F401  (registers the Auto classes)
+
+    assert "auto_map" in json.loads((run_folder / "tokenizer_config.json").read_text())
+    AutoTokenizer.from_pretrained(run_folder).save_pretrained(tmp_path / "again")
+    assert "auto_map" not in json.loads((tmp_path / "again" / "tokenizer_config.json").read_text())
+    assert (tmp_path / "again" / "tokenizer.json").is_file()
+    assert AutoTokenizer.from_pretrained(tmp_path / "again")("Every effort moves you")["input_ids"] == [
+        6109, 3626, 6100, 345
+    ]  # fmt: skip
