@@ -346,3 +346,91 @@ def test_a_stream_refuses_num_epochs(tmp_path, parquet_files):
             model_config=tiny_config(),
         )  # fmt: skip
     assert not (tmp_path / "run").exists()
+
+
+HUB_ID = "someone/stories"
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, parquet_files):
+    """A Hub dataset id whose main branch is at the commit hub["sha"]: `HfApi.dataset_info` answers with it, and
+    `load_dataset` reads the local parquet files for it, recording the revision each load asked for. Offline CI
+    stands in for the Hub here; nothing is downloaded."""
+    from types import SimpleNamespace
+
+    import datasets
+    from huggingface_hub import HfApi
+
+    hub = {"sha": "a" * 40, "loads": []}
+    real_load = datasets.load_dataset
+
+    def load_dataset(path, *args, revision=None, **kwargs):
+        if path != HUB_ID:
+            return real_load(path, *args, revision=revision, **kwargs)
+        hub["loads"].append(revision)
+        return real_load(
+            "parquet", *args, **{**kwargs, "data_files": sorted(map(str, parquet_files.glob("*.parquet")))}
+        )
+
+    def dataset_info(self, repo_id, revision=None, **kwargs):
+        assert repo_id == HUB_ID
+        return SimpleNamespace(sha=hub["sha"] if revision in (None, "main") else revision)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(HfApi, "dataset_info", dataset_info)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    return hub
+
+
+def test_a_hub_stream_reads_and_records_one_commit_and_resumes_only_on_it(tmp_path, fake_hub, one_thread):
+    """A Hub id is read at the commit its branch names when the run starts; the commit is recorded, and a resume
+    after the branch moved is refused until it is given that commit, which it then reads again."""
+    first = "a" * 40
+    options = PretrainOptions(dataset=HUB_ID, streaming=True, val_ratio=0.0, start_context=None)
+    result = pretrain(None, config(tmp_path / "run", max_steps=4), options, model_config=tiny_config())
+    assert result.summary["datasets"][0]["revision"] == first
+    assert fake_hub["loads"] and set(fake_hub["loads"]) == {first}
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+    fake_hub["sha"] = "b" * 40  # a new commit on main
+    with pytest.raises(ValueError, match=rf"arguments that change the run: datasets.*'revision': '{first}'"):
+        pretrain(
+            None, config(tmp_path / "run", max_steps=6, resume=True), options, model_config=tiny_config()
+        )
+    AcceleratorState._reset_state(reset_partial_state=True)
+    pinned = PretrainOptions(**{**options.__dict__, "dataset_revision": first})
+    fake_hub["loads"] = []
+    resumed = pretrain(
+        None, config(tmp_path / "run", max_steps=6, resume=True), pinned, model_config=tiny_config()
+    )
+    assert resumed.summary["steps"] == 6 and set(fake_hub["loads"]) == {first}
+
+
+def test_prepare_records_the_hub_commit_it_read(tmp_path, fake_hub):
+    meta = prepare_corpus(None, tmp_path / "p", GPTScratchTokenizer(), dataset=HUB_ID, val_ratio=0.1,
+                          progress_bar=False)  # fmt: skip
+    assert meta["sources"][0]["revision"] == "a" * 40 and fake_hub["loads"] == ["a" * 40]
+
+
+def test_a_dataset_revision_is_resolved_only_for_a_hub_id(monkeypatch, parquet_files):
+    import datasets
+    from huggingface_hub import HfApi
+
+    from gpt_scratch.data.prepare import resolve_dataset_revision
+
+    with pytest.raises(
+        ValueError, match="--dataset-revision is for a Hub dataset id; parquet is a local builder"
+    ):
+        resolve_dataset_revision("parquet", "v1")
+    assert resolve_dataset_revision("parquet", None) is None
+    assert resolve_dataset_revision(str(parquet_files), None) is None
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    assert resolve_dataset_revision(HUB_ID, "v1") == "v1"  # offline: nothing to ask, taken as given
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+
+    def unreachable(self, repo_id, revision=None, **kwargs):
+        raise OSError("network blocked by the test")
+
+    monkeypatch.setattr(HfApi, "dataset_info", unreachable)
+    with pytest.raises(ValueError, match=f"{HUB_ID}: cannot resolve revision main on the Hub"):
+        resolve_dataset_revision(HUB_ID, None)

@@ -200,14 +200,55 @@ def _last_safe_cut(text: str) -> int:
 
 
 def load_source_dataset(
-    dataset: str, config: str | None, data_files: Sequence[str] | None, split: str, streaming: bool = False
+    dataset: str,
+    config: str | None,
+    data_files: Sequence[str] | None,
+    split: str,
+    streaming: bool = False,
+    revision: str | None = None,
 ) -> Any:
-    """`datasets.load_dataset(dataset, config, data_files=..., split=split)`: a Hub id or a local builder
-    (`text`, `json`, `parquet`, `csv`) with `data_files`."""
+    """`datasets.load_dataset(dataset, config, data_files=..., split=split, revision=...)`: a Hub id (at
+    `revision`, see `resolve_dataset_revision`) or a local builder (`text`, `json`, `parquet`, `csv`) with
+    `data_files`."""
     import datasets
 
     files = _expand_data_files(data_files)
-    return datasets.load_dataset(dataset, config, data_files=files, split=split, streaming=streaming)
+    return datasets.load_dataset(
+        dataset, config, data_files=files, split=split, streaming=streaming, revision=revision
+    )
+
+
+DATASET_REVISION_HELP = (
+    "a Hub dataset's branch, tag or commit (default: main); the commit it names is recorded, and read again by a "
+    "resumed run"
+)
+
+
+def resolve_dataset_revision(dataset: str, revision: str | None) -> str | None:
+    """The commit that a Hub dataset's `revision` (a branch, tag or commit; default: its main branch) names now:
+    a run records it and reads that commit, so that a resume reads the same files, or is refused when the branch
+    has moved (give the recorded commit as the revision to continue). None for a local builder (`parquet`,
+    `json`, ...) or folder, whose files are fingerprinted instead. Offline (HF_HUB_OFFLINE) nothing can be asked:
+    the revision is returned as given."""
+    import datasets
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    if dataset in _PACKAGED_DATASETS_MODULES or Path(dataset).exists():
+        if revision is not None:
+            raise ValueError(
+                f"--dataset-revision is for a Hub dataset id; {dataset} is a local builder or folder"
+            )
+        return None
+    if datasets.config.HF_HUB_OFFLINE:
+        return revision
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().dataset_info(dataset, revision=revision).sha
+    except OSError as error:  # huggingface_hub's HTTP and connection errors are OSErrors
+        raise ValueError(
+            f"{dataset}: cannot resolve revision {revision or 'main'} on the Hub ({type(error).__name__}: {error})"
+        ) from None
 
 
 def _expand_data_files(data_files: Sequence[str] | None) -> list[str] | None:
@@ -401,6 +442,7 @@ def prepare_corpus(
     dataset_config: str | None = None,
     data_files: Sequence[str] | None = None,
     dataset_split: str = "train",
+    dataset_revision: str | None = None,
     text_column: str = "text",
     streaming: bool = False,
     train_ratio: float | None = None,
@@ -414,6 +456,7 @@ def prepare_corpus(
 ) -> dict[str, Any]:
     """Tokenize files (`sources`: corpus names, files, folders of *.txt, globs) or a `datasets` dataset (`dataset`:
     a Hub id with `dataset_config`, or `text`/`json`/`parquet` with `data_files`) into `output_dir`; returns meta.
+    A Hub id is read at the commit `dataset_revision` names now (default: its main branch), recorded in meta.
 
     Validation: `train_ratio` (the book's character split; the default, 0.9, when neither is given) or
     `val_ratio` (random whole documents, seeded). Running it again with the same arguments continues an
@@ -450,6 +493,7 @@ def prepare_corpus(
         import datasets
 
         datasets.disable_progress_bars()
+    revision = resolve_dataset_revision(dataset, dataset_revision) if dataset else None
     tokenizer = tokenizer or GPTScratchTokenizer()
     identity = tokenizer_identity(tokenizer)
     output = Path(output_dir)
@@ -464,14 +508,18 @@ def prepare_corpus(
         ]
         segments = lambda split: _file_segments(files, plan, split, errors)  # noqa: E731
     elif streaming:
-        stream = load_source_dataset(dataset, dataset_config, data_files, dataset_split, streaming=True)
+        stream = load_source_dataset(
+            dataset, dataset_config, data_files, dataset_split, streaming=True, revision=revision
+        )
         plan = SplitPlan(None, None, val_ratio, seed)
         described = [
-            _describe_dataset(dataset, dataset_config, dataset_split, text_column, data_files, None, None)
+            _describe_dataset(
+                dataset, dataset_config, dataset_split, text_column, data_files, None, None, revision
+            )
         ]
         segments = lambda split: _stream_segments(stream, text_column, plan, split)  # noqa: E731
     else:
-        data = load_source_dataset(dataset, dataset_config, data_files, dataset_split)
+        data = load_source_dataset(dataset, dataset_config, data_files, dataset_split, revision=revision)
         if text_column not in data.column_names:
             raise ValueError(
                 f"The dataset {dataset} has no column '{text_column}' (columns: {data.column_names})"
@@ -486,7 +534,14 @@ def prepare_corpus(
         plan = SplitPlan(lengths, train_ratio, val_ratio, seed, identity["eos_token"])
         described = [
             _describe_dataset(
-                dataset, dataset_config, dataset_split, text_column, data_files, len(data), data._fingerprint
+                dataset,
+                dataset_config,
+                dataset_split,
+                text_column,
+                data_files,
+                len(data),
+                data._fingerprint,
+                revision,
             )
         ]
         segments = lambda split: _dataset_segments(data, text_column, plan, split)  # noqa: E731
@@ -541,12 +596,15 @@ def _one_prepare_at_a_time(output: Path) -> Iterator[None]:
             output.rmdir()
 
 
-def _describe_dataset(dataset, config, split, column, data_files, rows, fingerprint) -> dict[str, Any]:
+def _describe_dataset(
+    dataset, config, split, column, data_files, rows, fingerprint, revision
+) -> dict[str, Any]:
     files = _expand_data_files(data_files) or []
     return {
         "name": dataset if config is None else f"{dataset} ({config})",
         "dataset": dataset,
         "config": config,
+        **({"revision": revision} if revision else {}),  # a Hub id's commit (local files: their sha256)
         "split": split,
         "column": column,
         "rows": rows,
@@ -711,6 +769,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("datasets source (instead of files)")
     data.add_argument("--dataset", help="a Hub dataset id, or a local builder: text, json, parquet, csv")
     data.add_argument("--dataset-config", default=None, help="the dataset's configuration (e.g. sample-10BT)")
+    data.add_argument("--dataset-revision", default=None, help=DATASET_REVISION_HELP)
     data.add_argument("--data-files", nargs="+", default=None, help="files or globs for a local builder")
     data.add_argument("--dataset-split", default="train", help="the dataset's split to read (default: train)")
     data.add_argument("--text-column", default="text", help="the column holding the text (default: text)")
@@ -750,6 +809,7 @@ def run(args: argparse.Namespace) -> int:
         args.output_dir,
         dataset=args.dataset,
         dataset_config=args.dataset_config,
+        dataset_revision=args.dataset_revision,
         data_files=args.data_files,
         dataset_split=args.dataset_split,
         text_column=args.text_column,

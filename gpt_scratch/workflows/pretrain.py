@@ -34,7 +34,12 @@ from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
 from gpt_scratch.convert import LoadedModel, add_model_source_arguments
 from gpt_scratch.data.corpora import file_fingerprint
 from gpt_scratch.data.describe import describe_data
-from gpt_scratch.data.prepare import _expand_data_files, load_source_dataset
+from gpt_scratch.data.prepare import (
+    DATASET_REVISION_HELP,
+    _expand_data_files,
+    load_source_dataset,
+    resolve_dataset_revision,
+)
 from gpt_scratch.data.prepared import PreparedCorpus, is_prepared_folder, max_steps_for_tokens
 from gpt_scratch.data.pretraining import Source, build_pretraining_datasets
 from gpt_scratch.data.streaming import StreamingWindows
@@ -84,6 +89,7 @@ class PretrainOptions:
         None, "a datasets source instead of CORPUS: a Hub id, or a local builder (text, json, parquet, csv)"
     )
     dataset_config: str | None = option(None, "the dataset's configuration (e.g. sample-10BT)")
+    dataset_revision: str | None = option(None, DATASET_REVISION_HELP)
     data_files: str | None = option(None, "files or a glob for a local builder (--dataset parquet)")
     dataset_split: str = option("train", "the dataset's split to read")
     streaming: bool = option(
@@ -129,6 +135,9 @@ def pretrain(
     training = training or TrainingConfig()
     silence_progress_bars(training.progress_bar)
     options = options or PretrainOptions()
+    if options.dataset is not None:  # a Hub id: the commit its revision names now, read and recorded
+        revision = resolve_dataset_revision(options.dataset, options.dataset_revision)
+        options = dataclasses.replace(options, dataset_revision=revision)
     tokenizer = tokenizer or GPTScratchTokenizer()
     model, optimizer_state = None, None
     if base_model is not None:
@@ -168,8 +177,9 @@ def pretrain(
         raise ValueError("give a corpus or options.dataset")
     if options.dataset is not None and not options.streaming:
         corpus = load_source_dataset(
-            options.dataset, options.dataset_config, _files(options), options.dataset_split
-        )
+            options.dataset, options.dataset_config, _files(options), options.dataset_split,
+            revision=options.dataset_revision,
+        )  # fmt: skip
     if options.streaming:
         if training.num_epochs != TrainingConfig.num_epochs:
             raise ValueError(
@@ -295,8 +305,9 @@ def streaming_datasets(
 
     def windows(split: str) -> StreamingWindows:
         source = load_source_dataset(
-            options.dataset, options.dataset_config, _files(options), options.dataset_split, streaming=True
-        )
+            options.dataset, options.dataset_config, _files(options), options.dataset_split, streaming=True,
+            revision=options.dataset_revision,
+        )  # fmt: skip
         if source.column_names is not None and options.text_column not in source.column_names:
             raise ValueError(
                 f"The dataset {options.dataset} has no column '{options.text_column}' (columns: {source.column_names})"
@@ -320,6 +331,8 @@ def describe_dataset_source(options: PretrainOptions) -> dict[str, Any]:
         "name": name,
         "dataset": options.dataset,
         "config": options.dataset_config,
+        # a Hub id's commit (a resume reads it again, or is refused when the branch moved); local files by content:
+        **({"revision": options.dataset_revision} if options.dataset_revision else {}),
         "split": options.dataset_split,
         "data_files": _files(options),
         # local files by size and content: a resumed run refuses files that changed under it
