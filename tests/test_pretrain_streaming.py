@@ -406,6 +406,59 @@ def test_a_hub_stream_reads_and_records_one_commit_and_resumes_only_on_it(tmp_pa
     assert resumed.summary["steps"] == 6 and set(fake_hub["loads"]) == {first}
 
 
+TWO_PROCESSES_ON_A_MOVING_HUB = """
+import json, os, sys
+from types import SimpleNamespace
+
+import datasets
+from huggingface_hub import HfApi
+
+hub_id, parquet_folder, loads_file = sys.argv[1:4]
+rank = os.environ["RANK"]
+real_load = datasets.load_dataset
+
+
+def load_dataset(path, *args, revision=None, **kwargs):  # the Hub id read from local parquet, each revision logged
+    if path != hub_id:
+        return real_load(path, *args, revision=revision, **kwargs)
+    with open(f"{loads_file}.{rank}", "a") as log:
+        log.write(json.dumps(revision) + "\\n")
+    files = sorted(os.path.join(parquet_folder, name) for name in os.listdir(parquet_folder))
+    return real_load("parquet", *args, **{**kwargs, "data_files": files})
+
+
+datasets.load_dataset = load_dataset
+datasets.config.HF_HUB_OFFLINE = False
+HfApi.dataset_info = lambda self, repo_id, revision=None, **kwargs: SimpleNamespace(sha=rank * 40)  # main moves
+
+from gpt_scratch.cli import main  # noqa: E402
+
+sys.exit(main(["pretrain", "--dataset", hub_id, *sys.argv[4:]]))
+"""
+
+
+@pytest.mark.slow  # two processes
+def test_two_processes_read_the_main_processs_commit(tmp_path, parquet_files):
+    """Each process asks the Hub for the commit; should the branch move between their questions (here each one
+    hears another commit), all read, and the run records, the main process's."""
+    script = tmp_path / "moving_hub.py"
+    script.write_text(TWO_PROCESSES_ON_A_MOVING_HUB)
+    config_path = write_tiny_config(tmp_path, drop_rate=0.0)
+    flags = [
+        "--streaming", "--val-ratio", "0", "--config", str(config_path), "--max-steps", "2", "--batch-size", "2",
+        "--eval-freq", "100", "--eval-iter", "1", "--final-eval-iter", "1", "--no-progress-bar",
+        "--start-context", "", "--output-dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    loads = tmp_path / "loads"
+    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    run_cli(*torchrun, str(script), HUB_ID, str(parquet_files), str(loads), *flags)
+    for rank in (0, 1):
+        asked = [json.loads(line) for line in Path(f"{loads}.{rank}").read_text().splitlines()]
+        assert asked and set(asked) == {"0" * 40}, (rank, asked)
+    summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
+    assert summary["datasets"][0]["revision"] == "0" * 40
+
+
 def test_prepare_records_the_hub_commit_it_read(tmp_path, fake_hub):
     meta = prepare_corpus(None, tmp_path / "p", GPTScratchTokenizer(), dataset=HUB_ID, val_ratio=0.1,
                           progress_bar=False)  # fmt: skip

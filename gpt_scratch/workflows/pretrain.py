@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 
 from gpt_scratch.configuration_gpt_scratch import PRESETS, GPTScratchConfig
 from gpt_scratch.convert import LoadedModel, add_model_source_arguments
@@ -136,8 +136,7 @@ def pretrain(
     silence_progress_bars(training.progress_bar)
     options = options or PretrainOptions()
     if options.dataset is not None:  # a Hub id: the commit its revision names now, read and recorded
-        revision = resolve_dataset_revision(options.dataset, options.dataset_revision)
-        options = dataclasses.replace(options, dataset_revision=revision)
+        options = dataclasses.replace(options, dataset_revision=dataset_commit(options))
     tokenizer = tokenizer or GPTScratchTokenizer()
     model, optimizer_state = None, None
     if base_model is not None:
@@ -321,6 +320,15 @@ def streaming_datasets(
     if options.val_ratio:
         splits["validation"] = windows("validation")
     return splits
+
+
+def dataset_commit(options: PretrainOptions) -> str | None:
+    """The commit every process reads `options.dataset` at (see `resolve_dataset_revision`): each process asks, and
+    the main process's answer is the one taken, so a branch that moves between two questions cannot split them."""
+    commit = [resolve_dataset_revision(options.dataset, options.dataset_revision)]
+    if process_state().num_processes > 1:
+        broadcast_object_list(commit, from_process=0)
+    return commit[0]
 
 
 def describe_dataset_source(options: PretrainOptions) -> dict[str, Any]:
