@@ -61,7 +61,9 @@ def build_card_data(
     tags = ["gpt_scratch", "gpt2", "llms-from-scratch", "custom_code", tag]
     if summary.get("task") == "instruction":
         tags.append("instruction-tuned")
-    datasets = [d["name"] for d in summary.get("datasets") or [] if d.get("name")]
+    # a Hub dataset (a run recorded its commit) by its id, so that the Hub links it; other data by name
+    datasets = [d["dataset"] if d.get("revision") and d.get("dataset") else d["name"]
+                for d in summary.get("datasets") or [] if d.get("name")]  # fmt: skip
     base_model = summary.get("base_model")
     eval_results = [
         EvalResult(

@@ -51,10 +51,16 @@ def count_parameters(weights: Path) -> int | None:
     return sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
 
 
-def dataset_source(name: str, dataset_urls: dict[str, str] | None) -> str:
-    """The public address of a corpus known by name (``dataset_urls``: name -> URL), else an empty cell."""
-    url = (dataset_urls or {}).get(name)
-    return f"[{url.rsplit('/', 1)[-1]}]({url})" if url else ""
+def dataset_source(described: dict[str, Any], dataset_urls: dict[str, str] | None) -> str:
+    """The public address of a corpus known by name (``dataset_urls``: name -> URL), or of the Hub dataset's commit
+    the run read (its ``revision``), else an empty cell."""
+    url = (dataset_urls or {}).get(described.get("name") or "")
+    if url:
+        return f"[{url.rsplit('/', 1)[-1]}]({url})"
+    dataset, commit = described.get("dataset"), described.get("revision")
+    if dataset and commit:
+        return f"[{dataset}@{commit[:7]}](https://huggingface.co/datasets/{dataset}/tree/{commit})"
+    return ""
 
 
 def architecture_rows(config: dict[str, Any], parameters: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -191,8 +197,8 @@ def render_model_card(
             {
                 "name": d.get("name") or "?",
                 "file": d.get("file") or "-",
-                "sha256": d.get("sha256") or "not recorded",
-                "source": dataset_source(d.get("name") or "", dataset_urls),
+                "content": d.get("sha256") or d.get("revision") or "not recorded",
+                "source": dataset_source(d, dataset_urls),
             }
             for d in summary.get("datasets") or []
         ],  # fmt: skip

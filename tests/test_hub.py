@@ -376,6 +376,21 @@ def test_instruction_card_keeps_local_base_model_out_of_metadata_and_skips_nan(s
     assert "![loss.png]" not in card.text  # listed in the summary but not in the folder
 
 
+def test_card_names_the_hub_commit_a_run_read(saved, tmp_path):
+    folder = shutil.copytree(saved["causal_dir"], tmp_path / "stream")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    summary = {
+        "task": "pretraining", "hyperparameters": {}, "metrics": {},
+        "datasets": [{"name": "HuggingFaceFW/fineweb-edu (sample-10BT)", "dataset": "HuggingFaceFW/fineweb-edu",
+                      "config": "sample-10BT", "revision": commit, "split": "train", "files": []}],
+    }  # fmt: skip
+    (folder / "training_summary.json").write_text(json.dumps(summary))
+    card = ModelCard.load(write_model_card(folder))
+    assert f"| `{commit}` | [HuggingFaceFW/fineweb-edu@0123456]" in card.text
+    assert f"(https://huggingface.co/datasets/HuggingFaceFW/fineweb-edu/tree/{commit})" in card.text
+    assert card.data.datasets == ["HuggingFaceFW/fineweb-edu"]  # the Hub id, which the Hub links
+
+
 @pytest.mark.parametrize("kind", ["causal_dir", "classifier_dir"])
 def test_card_usage_code_is_valid_python(saved, kind):
     text = (saved[kind] / "README.md").read_text()
