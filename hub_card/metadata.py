@@ -49,6 +49,11 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str | None, str, flo
     return rows
 
 
+def hub_dataset_id(described: dict[str, Any]) -> str | None:
+    """The Hub id of a run's data set when it was read from the Hub (the run recorded the commit it read)."""
+    return described.get("dataset") if described.get("revision") else None
+
+
 def build_card_data(
     config: dict[str, Any],
     summary: dict[str, Any] | None,
@@ -61,9 +66,8 @@ def build_card_data(
     tags = ["gpt_scratch", "gpt2", "llms-from-scratch", "custom_code", tag]
     if summary.get("task") == "instruction":
         tags.append("instruction-tuned")
-    # a Hub dataset (a run recorded its commit) by its id, so that the Hub links it; other data by name
-    datasets = [d["dataset"] if d.get("revision") and d.get("dataset") else d["name"]
-                for d in summary.get("datasets") or [] if d.get("name")]  # fmt: skip
+    # a Hub dataset by its id, so that the Hub links it; other data by name
+    datasets = [hub_dataset_id(d) or d["name"] for d in summary.get("datasets") or [] if d.get("name")]
     base_model = summary.get("base_model")
     eval_results = [
         EvalResult(

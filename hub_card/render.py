@@ -16,7 +16,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard
 
-from hub_card.metadata import build_card_data, pipeline_tag
+from hub_card.metadata import build_card_data, hub_dataset_id, pipeline_tag
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 SUMMARY_FILE = "training_summary.json"
@@ -57,8 +57,8 @@ def dataset_source(described: dict[str, Any], dataset_urls: dict[str, str] | Non
     url = (dataset_urls or {}).get(described.get("name") or "")
     if url:
         return f"[{url.rsplit('/', 1)[-1]}]({url})"
-    dataset, commit = described.get("dataset"), described.get("revision")
-    if dataset and commit:
+    dataset, commit = hub_dataset_id(described), described.get("revision")
+    if dataset:
         return f"[{dataset}@{commit[:7]}](https://huggingface.co/datasets/{dataset}/tree/{commit})"
     return ""
 
