@@ -353,29 +353,17 @@ HUB_ID = "someone/stories"
 
 @pytest.fixture
 def fake_hub(monkeypatch, parquet_files):
-    """A Hub dataset id whose main branch is at the commit hub["sha"]: `HfApi.dataset_info` answers with it, and
-    `load_dataset` reads the local parquet files for it, recording the revision each load asked for. Offline CI
-    stands in for the Hub here; nothing is downloaded."""
-    from types import SimpleNamespace
-
+    """A Hub dataset id whose main branch is at the commit hub["sha"], read from the local parquet files; hub["loads"]
+    lists the revision each load asked for (tests/stand_in_hub.py)."""
     import datasets
     from huggingface_hub import HfApi
+    from stand_in_hub import replacements
 
     hub = {"sha": "a" * 40, "loads": []}
-    real_load = datasets.load_dataset
-
-    def load_dataset(path, *args, revision=None, **kwargs):
-        if path != HUB_ID:
-            return real_load(path, *args, revision=revision, **kwargs)
-        hub["loads"].append(revision)
-        return real_load(
-            "parquet", *args, **{**kwargs, "data_files": sorted(map(str, parquet_files.glob("*.parquet")))}
-        )
-
-    def dataset_info(self, repo_id, revision=None, **kwargs):
-        assert repo_id == HUB_ID
-        return SimpleNamespace(sha=hub["sha"] if revision in (None, "main") else revision)
-
+    load_dataset, dataset_info = replacements(
+        HUB_ID, parquet_files, lambda revision: hub["sha"] if revision in (None, "main") else revision,
+        lambda revision: hub["loads"].append(revision),
+    )  # fmt: skip
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     monkeypatch.setattr(HfApi, "dataset_info", dataset_info)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
@@ -408,28 +396,25 @@ def test_a_hub_stream_reads_and_records_one_commit_and_resumes_only_on_it(tmp_pa
 
 TWO_PROCESSES_ON_A_MOVING_HUB = """
 import json, os, sys
-from types import SimpleNamespace
 
 import datasets
 from huggingface_hub import HfApi
 
+sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
+from stand_in_hub import replacements  # noqa: E402
+
 hub_id, parquet_folder, loads_file = sys.argv[1:4]
 rank = os.environ["RANK"]
-real_load = datasets.load_dataset
 
 
-def load_dataset(path, *args, revision=None, **kwargs):  # the Hub id read from local parquet, each revision logged
-    if path != hub_id:
-        return real_load(path, *args, revision=revision, **kwargs)
+def log_load(revision):
     with open(f"{loads_file}.{rank}", "a") as log:
         log.write(json.dumps(revision) + "\\n")
-    files = sorted(os.path.join(parquet_folder, name) for name in os.listdir(parquet_folder))
-    return real_load("parquet", *args, **{**kwargs, "data_files": files})
 
 
-datasets.load_dataset = load_dataset
+# each process hears another commit for main, as if the branch moved between their questions
+datasets.load_dataset, HfApi.dataset_info = replacements(hub_id, parquet_folder, lambda revision: rank * 40, log_load)
 datasets.config.HF_HUB_OFFLINE = False
-HfApi.dataset_info = lambda self, repo_id, revision=None, **kwargs: SimpleNamespace(sha=rank * 40)  # main moves
 
 from gpt_scratch.cli import main  # noqa: E402
 
