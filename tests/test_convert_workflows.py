@@ -42,6 +42,11 @@ def book_pth(tmp_path):
     return book, tmp_path / "model.pth"
 
 
+def pretrain_from(pth, output_dir) -> list[str]:
+    """`gpt-scratch pretrain` on the-verdict from the book's file (width 24: its 3 heads given)."""
+    return ["pretrain", "the-verdict", "--model", str(pth), "--n-heads", "3", "--output-dir", str(output_dir)]
+
+
 def test_pretrain_continues_from_a_book_pth(tmp_path, book_pth):
     """One step at a learning rate of ~0 (and no weight decay) leaves the book's logits."""
     from transformers import AutoModelForCausalLM
@@ -50,7 +55,7 @@ def test_pretrain_continues_from_a_book_pth(tmp_path, book_pth):
 
     book, pth = book_pth
     out = tmp_path / "run"
-    args = ["pretrain", "the-verdict", "--model", str(pth), "--n-heads", "3", "--output-dir", str(out)]
+    args = pretrain_from(pth, out)
     assert main([*args, *FAST, "--max-new-tokens", "2", "--lr", "1e-30", "--weight-decay", "0"]) == 0
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["steps"] == 1 and summary["base_model"] == str(pth)
@@ -62,16 +67,7 @@ def test_pretrain_continues_from_a_book_pth(tmp_path, book_pth):
 
 def test_pretrain_with_a_base_model_refuses_another_shape(tmp_path, book_pth):
     _, pth = book_pth
-    args = [
-        "pretrain",
-        "the-verdict",
-        "--model",
-        str(pth),
-        "--n-heads",
-        "3",
-        "--output-dir",
-        str(tmp_path / "r"),
-    ]
+    args = pretrain_from(pth, tmp_path / "r")
     assert main([*args, *FAST, "--context-length", "16"]) == 2
     with pytest.raises(SystemExit, match="2"):  # argparse: one or the other
         main(["pretrain", "--model", str(pth), "--preset", "gpt2-small"])
@@ -218,16 +214,7 @@ def test_resume_optimizer_continues_the_books_adamw(tmp_path):
 
 def test_resume_optimizer_needs_a_model_and_optimizer_pth(tmp_path, book_pth):
     _, pth = book_pth
-    args = [
-        "pretrain",
-        "the-verdict",
-        "--model",
-        str(pth),
-        "--n-heads",
-        "3",
-        "--output-dir",
-        str(tmp_path / "r"),
-    ]
+    args = pretrain_from(pth, tmp_path / "r")
     assert main([*args, *FAST, "--resume-optimizer"]) == 2
 
 

@@ -258,9 +258,8 @@ def test_saved_model_folder_loads_in_process_without_trust_remote_code(tok, tmp_
     assert "auto_map" in json.loads((tmp_path / "config.json").read_text())
     for trust_remote_code in (None, False, True):
         auto = AutoTokenizer.from_pretrained(tmp_path, trust_remote_code=trust_remote_code)
-        assert (
-            type(auto) is GPTScratchTokenizer
-        )  # the package's class (tiktoken's speed), not transformers' own
+        # the package's class (tiktoken's speed), not transformers' own
+        assert type(auto) is GPTScratchTokenizer
         assert auto.encode(BOOK_TEXT) == BOOK_IDS
     assert type(AutoModelForCausalLM.from_pretrained(tmp_path)) is gpt_scratch.GPTScratchForCausalLM
 
